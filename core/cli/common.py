@@ -1,0 +1,39 @@
+"""Helpers shared by the CLI commands."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from ..errors import UsageError
+
+
+def parse_set(values: tuple[str, ...]) -> dict:
+    """``--set key=value`` pairs; values parsed as JSON when they can be (numbers, lists, true)."""
+    out = {}
+    for item in values:
+        if "=" not in item:
+            raise UsageError(f"--set expects KEY=VALUE, got {item!r}", hint="e.g. --set warmup_ratio=0.1")
+        key, raw = item.split("=", 1)
+        try:
+            out[key.strip().replace("-", "_")] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key.strip().replace("-", "_")] = raw
+    return out
+
+
+def columns_option(f):
+    f = click.option("--text-column", help="Column holding the text (default: the task's, usually 'text').")(f)
+    f = click.option("--label-column", help="Column holding the label (default: the task's, usually 'label').")(f)
+    f = click.option("--pair-column", help="Column holding the second text (pair / embedding tasks).")(f)
+    return f
+
+
+def columns_from(text_column, label_column, pair_column) -> dict:
+    mapping = {"text": text_column, "label": label_column, "text_pair": pair_column}
+    return {k: v for k, v in mapping.items() if v}
+
+
+def echo_json(data) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))

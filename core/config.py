@@ -1,0 +1,152 @@
+"""Training configuration: one typed dataclass, validated, saved beside every run.
+
+Precedence, lowest first: dataclass defaults < the task's ``train_defaults``
+(from its plugin) < the TOML file (``[train]`` table or top level) < CLI flags.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+MODES = ("full", "lora", "top-k", "head", "few-shot")
+METRICS = ("accuracy", "macro_f1", "micro_f1", "loss", "spearman", "recall@1")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides how a model is trained.  See ``docs/training.md``."""
+
+    task: str = "text-classification"
+    data: str | None = None            # training file; None = the task's bundled data
+    validation: str | None = None      # None = split off the training file
+    test: str | None = None            # None = split off the training file / task's test file
+    columns: dict[str, str | None] = field(default_factory=dict)
+    base_model: str | None = None      # None = the task's default
+    mode: str = "full"
+    top_k: int = 2                     # mode top-k: layers left trainable
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.1
+    lora_targets: list[str] = field(default_factory=lambda: ["query", "key", "value", "dense"])
+    few_shot_per_class: int = 8        # mode few-shot: examples kept per class (<= 64)
+    few_shot_pairs: int = 20           # mode few-shot: contrastive pairs per example
+    epochs: float = 3.0
+    batch_size: int = 32
+    eval_batch_size: int = 128
+    learning_rate: float = 5e-5
+    head_learning_rate: float | None = None   # None = 20x learning_rate (a fresh head learns faster)
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.06
+    max_grad_norm: float = 1.0
+    grad_accum: int = 1
+    max_length: int = 128
+    dropout: float | None = None       # None = the encoder config's hidden_dropout_prob
+    class_weights: bool = False
+    early_stopping_patience: int = 2   # evaluations without improvement; 0 = off
+    metric: str = "accuracy"           # validation metric for early stopping / best checkpoint
+    evals_per_epoch: int = 1
+    augment: float = 0.0               # probability of deleting/swapping a word (tiny data sets)
+    split: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
+    limit_train: int | None = None     # keep a stratified subset of this many training rows
+    seed: int = 42
+    precision: str = "auto"            # auto | fp32 | bf16 | fp16 (autocast; CUDA only)
+    device: str = "auto"
+    cache_frozen: bool = True          # top-k / head: run frozen layers once, cache their output
+    output_dir: str = "runs"
+    run_name: str | None = None
+    resume: str | None = None          # run folder or checkpoint to continue from
+    zero_shot_baseline: bool = False   # also report zero-shot accuracy from label names
+
+    def __post_init__(self):
+        def need(cond: bool, what: str, hint: str | None = None):
+            if not cond:
+                raise ConfigError(what, hint=hint)
+
+        need(self.mode in MODES, f"unknown training mode {self.mode!r}", "use one of " + ", ".join(MODES))
+        need(self.metric in METRICS, f"unknown metric {self.metric!r}", "use one of " + ", ".join(METRICS))
+        need(self.epochs > 0, f"epochs must be > 0, got {self.epochs}")
+        need(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
+        need(self.grad_accum >= 1, f"grad_accum must be >= 1, got {self.grad_accum}")
+        need(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}")
+        need(0 <= self.warmup_ratio < 1, f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        need(self.top_k >= 0, f"top_k must be >= 0, got {self.top_k}")
+        need(self.lora_r >= 1, f"lora_r must be >= 1, got {self.lora_r}")
+        need(1 <= self.few_shot_per_class <= 64,
+             f"few_shot_per_class must be in 1..64, got {self.few_shot_per_class}")
+        need(8 <= self.max_length <= 8192, f"max_length must be in 8..8192, got {self.max_length}")
+        need(0 <= self.augment < 1, f"augment must be in [0, 1), got {self.augment}")
+        need(self.precision in ("auto", "fp32", "bf16", "fp16"), f"unknown precision {self.precision!r}")
+        need(self.dropout is None or 0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}")
+        need(len(self.split) == 3 and all(f >= 0 for f in self.split) and abs(sum(self.split) - 1) < 1e-6
+             and self.split[0] > 0, f"split must be three fractions summing to 1, got {self.split}")
+        need(self.limit_train is None or self.limit_train > 0, "limit_train must be > 0")
+        need(self.evals_per_epoch >= 1, "evals_per_epoch must be >= 1")
+
+    @property
+    def head_lr(self) -> float:
+        return self.head_learning_rate or self.learning_rate * 20
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], *, source: str = "config") -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            import difflib
+
+            close = difflib.get_close_matches(unknown[0], known, n=1)
+            raise ConfigError(f"{source}: unknown setting {unknown[0]!r}",
+                              hint=f"did you mean {close[0]!r}?" if close else "see `tuneforge train --help`")
+        try:
+            return cls(**d)
+        except TypeError as exc:  # pragma: no cover - defensive
+            raise ConfigError(f"{source}: {exc}") from None
+
+
+def read_toml(path: str | Path, table: str | None = None) -> dict[str, Any]:
+    """Read a TOML file (optionally one table of it) with errors naming file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} not found")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    if table is not None and table in data:
+        if not isinstance(data[table], dict):
+            raise ConfigError(f"{path}: [{table}] must be a table")
+        return data[table]
+    return data
+
+
+def resolve_config(*, task_defaults: dict | None = None, file: str | Path | None = None,
+                   overrides: dict | None = None) -> TrainConfig:
+    """Merge the layers (see module doc) into one validated :class:`TrainConfig`."""
+    merged: dict[str, Any] = {}
+    merged.update(task_defaults or {})
+    if file is not None:
+        from_file = read_toml(file, table="train")
+        if not isinstance(from_file, dict):  # pragma: no cover
+            raise ConfigError(f"{file}: expected a [train] table")
+        # Keys other tools own (e.g. [export], [monitor]) live in their own tables.
+        merged.update({k: v for k, v in from_file.items() if not isinstance(v, dict) or k == "columns"})
+        source = str(file)
+    else:
+        source = "config"
+    merged.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return TrainConfig.from_dict(merged, source=source)

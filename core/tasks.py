@@ -1,0 +1,105 @@
+"""Tasks and app templates that plugins register, and the registries core collects."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .errors import ConfigError, PluginError
+from .modeling import TASK_KINDS
+from .models import DEFAULT_BASE_MODEL
+
+LABEL_KINDS = {"classification": "single", "multilabel": "multi", "pair": "score",
+               "embedding": "none", "token": "tags"}
+
+
+@dataclass
+class TaskSpec:
+    """A task a plugin offers: what to train, on which data, with which defaults.
+
+    ``data_files`` maps split names (``train``, ``validation``, ``test``) to files
+    that ship with the plugin; ``columns`` maps the file's columns (see
+    :class:`tuneforge.data.ColumnMap`); ``train_defaults`` are training settings
+    (``TrainConfig`` fields) that the user's config and flags override.
+    """
+
+    name: str
+    kind: str
+    description: str = ""
+    labels: list[str] = field(default_factory=list)
+    base_model: str = DEFAULT_BASE_MODEL
+    train_defaults: dict = field(default_factory=dict)
+    data_files: dict[str, str] = field(default_factory=dict)
+    columns: dict[str, str | None] = field(default_factory=dict)
+    plugin: str = ""
+
+    def __post_init__(self):
+        if not self.name or not self.name.replace("-", "").replace("_", "").isalnum():
+            raise ConfigError(f"task name {self.name!r} must be letters, digits, '-' or '_'")
+        if self.kind not in TASK_KINDS:
+            raise ConfigError(f"task {self.name!r}: unknown kind {self.kind!r}",
+                              hint="use one of " + ", ".join(TASK_KINDS))
+        unknown = set(self.data_files) - {"train", "validation", "test"}
+        if unknown:
+            raise ConfigError(f"task {self.name!r}: unknown data split(s) {sorted(unknown)}",
+                              hint="use train, validation, test")
+
+    @property
+    def label_kind(self) -> str:
+        return LABEL_KINDS[self.kind]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class AppTemplate:
+    """A project skeleton that ``tuneforge new app`` copies (files under ``path``)."""
+
+    name: str
+    description: str
+    path: str
+    plugin: str = ""
+
+    def __post_init__(self):
+        if not Path(self.path).is_dir():
+            raise ConfigError(f"template {self.name!r}: folder {self.path} does not exist")
+
+
+def _collect(hook_name: str, kind: str, key) -> dict:
+    """Call a ``register_*`` hook and collect what each plugin registers, by name."""
+    from .plugin_manager import call_each
+
+    found: dict = {}
+
+    def register_for(plugin_name):
+        def register(item):
+            item.plugin = item.plugin or plugin_name
+            name = key(item)
+            if name in found:
+                raise PluginError(f"{kind} {name!r} is registered twice: by plugin "
+                                  f"{found[name].plugin!r} and by {item.plugin!r}",
+                                  hint="uninstall one of them or set TUNEFORGE_PLUGINS")
+            found[name] = item
+        return register
+
+    call_each(hook_name, lambda plugin: {"register": register_for(plugin)})
+    return found
+
+
+def all_tasks() -> dict[str, TaskSpec]:
+    """Every task registered by the loaded plugins, by name."""
+    return _collect("tuneforge_register_tasks", "task", lambda t: t.name)
+
+
+def get_task(name: str) -> TaskSpec:
+    tasks = all_tasks()
+    if name not in tasks:
+        known = ", ".join(sorted(tasks)) or "none"
+        raise PluginError(f"unknown task {name!r} (registered: {known})",
+                          hint="run `tuneforge plugins` to see what each plugin provides")
+    return tasks[name]
+
+
+def all_templates() -> dict[str, AppTemplate]:
+    return _collect("tuneforge_register_templates", "template", lambda t: t.name)

@@ -1,0 +1,55 @@
+"""The fine-tuning engine: ``train(config)`` -> a run folder anyone can trace.
+
+    from tuneforge.train import train, config_for_task
+    run = train(config_for_task("support-intents", mode="top-k", epochs=4))
+    print(run.metrics["test"]["accuracy"], run.run_dir)
+
+A run folder holds ``model/`` (LoRA merged), ``config.json`` (resolved),
+``labels.json``, ``metrics.json``, ``report.{json,md}`` (+ ``confusion.png``),
+``run.json`` (versions, data hashes, wall time, status) and
+``splits/{validation,test}.jsonl`` (what export's parity gate checks against).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config import TrainConfig, resolve_config
+from ..tasks import get_task
+
+__all__ = ["RunResult", "TrainConfig", "config_for_task", "evaluate_run", "train"]
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    metrics: dict
+    fit: dict
+
+    def to_dict(self) -> dict:
+        return {"run_dir": str(self.run_dir), "metrics": self.metrics, "fit": self.fit}
+
+
+def config_for_task(task: str, *, file: str | Path | None = None, **overrides) -> TrainConfig:
+    """The task's plugin defaults, then ``file`` ([train] table), then ``overrides``."""
+    spec = get_task(overrides.get("task") or task)
+    overrides["task"] = spec.name
+    return resolve_config(task_defaults=spec.train_defaults, file=file, overrides=overrides)
+
+
+def train(config: TrainConfig, *, progress: bool = True) -> RunResult:
+    """Fine-tune ``config.task`` as ``config`` says; see module doc for what is written."""
+    from ..plugin_manager import get_plugin_manager
+    from .driver import run_training
+
+    task = get_task(config.task)
+    return run_training(task, config, get_plugin_manager(), progress=progress)
+
+
+def evaluate_run(run_dir: str | Path, data: str | Path, *, columns: dict | None = None,
+                 encoding: str = "utf-8") -> dict:
+    """Re-evaluate a finished run's model on any labelled file of the same task."""
+    from .driver import evaluate_saved
+
+    return evaluate_saved(Path(run_dir), Path(data), columns=columns, encoding=encoding)

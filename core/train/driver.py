@@ -1,0 +1,219 @@
+"""One training run end to end: data -> splits -> model -> fit -> report -> run folder."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from datetime import datetime
+from pathlib import Path
+
+from ..config import TrainConfig
+from ..data import ColumnMap, Dataset, LabelMap, load_dataset, stratified_split
+from ..errors import ConfigError, DataError
+from ..metrics import headline
+from ..modeling import ModelSpec, TaskModel, build_task_model
+from ..runinfo import library_versions, utc_now, write_json
+from ..tasks import TaskSpec
+from .features import encode
+from .loop import Trainer
+from .modes import apply_mode, merge_lora
+from .progress import log
+from .report import write_report
+
+
+# -- data ---------------------------------------------------------------------
+def load_split(task: TaskSpec, path: str | Path, split: str, pm, *, columns: dict | None = None,
+               labels: list[str] | None = None, encoding: str = "utf-8") -> Dataset:
+    """Load one file for ``task``: a plugin's loader first, else core's; then validate."""
+    path = str(path)
+    ds = pm.hook.tuneforge_load_data(task=task, path=path, split=split)
+    if ds is None:
+        cmap = ColumnMap.from_dict({**task.columns, **(columns or {})})
+        ds = load_dataset(path, cmap, label_kind=task.label_kind, labels=labels or None, encoding=encoding)
+    problems = [p for answer in pm.hook.tuneforge_validate_data(task=task, dataset=ds) if answer for p in answer]
+    if problems:
+        raise DataError("; ".join(problems[:5]) + (f" (+{len(problems) - 5} more)" if len(problems) > 5 else ""),
+                        path=path)
+    return ds
+
+
+def _split(ds: Dataset, fractions: tuple[float, ...], seed: int) -> tuple[Dataset, ...]:
+    if len(ds) < 2 * len(fractions):
+        raise DataError(f"only {len(ds)} rows: too few to split into {len(fractions)} parts",
+                        path=ds.path, hint="add data or pass --validation/--test files")
+    return stratified_split(ds, fractions, seed=seed)
+
+
+def load_task_splits(task: TaskSpec, config: TrainConfig, pm) -> tuple[Dataset, Dataset, Dataset]:
+    """Train / validation / test sets from the config's files or the task's bundled ones."""
+    files = dict(task.data_files)
+    for split in ("data", "validation", "test"):
+        value = getattr(config, split)
+        if value:
+            files["train" if split == "data" else split] = value
+    if config.data and not config.test:
+        files.pop("test", None)  # user data: don't mix in the task's bundled test file
+    if config.data and not config.validation:
+        files.pop("validation", None)
+    if "train" not in files:
+        raise ConfigError(f"task {task.name!r} has no bundled data", hint="pass --data FILE")
+    labels = task.labels or None
+    load = lambda name: load_split(task, files[name], name, pm, columns=config.columns, labels=labels)  # noqa: E731
+    train = load("train")
+    val = load("validation") if "validation" in files else None
+    test = load("test") if "test" in files else None
+    tr, va, te = config.split
+    if val is None and test is None:
+        train, val, test = _split(train, (tr, va, te), config.seed)
+    elif val is None:
+        train, val = _split(train, (tr / (tr + va), va / (tr + va)), config.seed)
+    elif test is None:
+        train, test = _split(train, (tr / (tr + te), te / (tr + te)), config.seed)
+    if config.limit_train and config.limit_train < len(train):
+        keep = config.limit_train / len(train)
+        train = stratified_split(train, (keep, 1 - keep), seed=config.seed)[0]
+    if config.mode == "few-shot":
+        train = few_shot_subset(train, config.few_shot_per_class, config.seed)
+    return train, val, test
+
+
+def few_shot_subset(ds: Dataset, per_class: int, seed: int) -> Dataset:
+    import random
+
+    rng = random.Random(seed)
+    by_label: dict = {}
+    for i, ex in enumerate(ds.examples):
+        by_label.setdefault(ex.label if isinstance(ex.label, str) else str(ex.label), []).append(i)
+    keep = []
+    for label in sorted(by_label):
+        idx = by_label[label]
+        rng.shuffle(idx)
+        keep += idx[:per_class]
+    return ds.subset(sorted(keep))
+
+
+def _dump_split(ds: Dataset, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        for e in ds.examples:
+            row = {"text": e.text, "text_pair": e.text_pair, "label": e.label}
+            if e.tokens is not None:
+                row.update(tokens=e.tokens, tags=e.tags)
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+# -- run ------------------------------------------------------------------------
+def new_run_dir(config: TrainConfig, task: TaskSpec) -> Path:
+    root = Path(config.output_dir)
+    name = config.run_name or f"{task.name}-{config.mode}-{datetime.now():%Y%m%d-%H%M%S}"
+    path = root / name
+    n = 1
+    while path.exists():
+        n += 1
+        path = root / f"{name}-{n}"
+    path.mkdir(parents=True)
+    return path
+
+
+def run_training(task: TaskSpec, config: TrainConfig, pm, *, progress: bool = True) -> RunResult:  # noqa: F821
+    from . import RunResult
+
+    t_start = time.perf_counter()
+    train_ds, val_ds, test_ds = load_task_splits(task, config, pm)  # validates before anything is written
+    labels = LabelMap(task.labels or train_ds.label_names()) if task.kind in (
+        "classification", "multilabel", "token") else None
+    spec = ModelSpec(kind=task.kind, labels=list(labels.labels) if labels else [],
+                     base_model=config.base_model or task.base_model, max_length=config.max_length)
+    if config.mode == "few-shot" and task.kind != "classification":
+        raise ConfigError("mode few-shot is for classification tasks", hint="use --mode full or lora")
+    model, tokenizer = build_task_model(spec, dropout=config.dropout)
+    summary = apply_mode(model, "head" if config.mode == "few-shot" else config.mode, top_k=config.top_k,
+                         lora={"r": config.lora_r, "alpha": config.lora_alpha,
+                               "dropout": config.lora_dropout, "targets": config.lora_targets})
+    run_dir = Path(config.resume) if config.resume and Path(config.resume).is_dir() else new_run_dir(config, task)
+    data_info = {name: {"path": ds.path, "sha256": ds.sha256, "rows": len(ds)}
+                 for name, ds in (("train", train_ds), ("validation", val_ds), ("test", test_ds))}
+    run_info = {"id": run_dir.name, "task": task.name, "plugin": task.plugin, "status": "running",
+                "created": utc_now(), "versions": library_versions(), "data": data_info, "model": summary}
+    write_json(run_dir / "run.json", run_info)
+    write_json(run_dir / "config.json", config.to_dict())
+    if labels:
+        labels.save(run_dir / "labels.json")
+    _dump_split(val_ds, run_dir / "splits" / "validation.jsonl")
+    _dump_split(test_ds, run_dir / "splits" / "test.jsonl")
+    pm.hook.tuneforge_train_start(task=task, config=config.to_dict(), run_dir=str(run_dir))
+    try:
+        label_ids = {name: i for i, name in enumerate(spec.labels)}
+        enc = lambda ds: encode(tokenizer, ds.examples, task.kind, label_ids, config.max_length)  # noqa: E731
+        feats = {"train": enc(train_ds), "validation": enc(val_ds), "test": enc(test_ds)}
+        log(f"{task.name}: {len(train_ds)} train / {len(val_ds)} validation / {len(test_ds)} test rows; "
+            f"mode {config.mode}, {summary['trainable_params']:,} of {summary['total_params']:,} "
+            f"parameters train" + (f", {summary['frozen_layers']} frozen layers cached"
+                                   if summary["frozen_layers"] and config.cache_frozen else ""), progress)
+        if config.mode == "few-shot":
+            from .fewshot import contrastive_pretrain
+
+            contrastive_pretrain(model, feats["train"], config, tokenizer.pad_token_id, progress=progress)
+        trainer = Trainer(model, config, summary=summary, pad_id=tokenizer.pad_token_id,
+                          special_ids=set(tokenizer.all_special_ids), run_dir=run_dir, progress=progress)
+        fit = trainer.fit(feats["train"], feats["validation"])
+        metrics = {"validation": trainer.evaluate(feats["validation"]),
+                   "test": trainer.evaluate(feats["test"], use_cache=False)}
+        extra = {}
+        if config.zero_shot_baseline and task.kind == "classification":
+            from .zeroshot import zero_shot_metrics
+
+            extra["zero_shot_test"] = zero_shot_metrics(spec, test_ds, label_ids, config)
+        model = merge_lora(trainer.model)
+        _save_model_atomically(model, tokenizer, run_dir / "model")
+        (run_dir / "checkpoint.pt").unlink(missing_ok=True)
+        fit_d = fit.to_dict()
+        fit_d["throughput_examples_per_s"] = fit.train_examples_seen / max(fit.train_seconds, 1e-9)
+        write_json(run_dir / "metrics.json", {k: headline(v) for k, v in metrics.items()})
+        write_report(run_dir, task=task.name, mode=config.mode, labels=spec.labels, metrics=metrics,
+                     fit=fit_d, extra=extra)
+    except BaseException as exc:
+        run_info.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+        write_json(run_dir / "run.json", run_info)
+        raise
+    run_info.update(status="complete", finished=utc_now(), wall_time_s=round(time.perf_counter() - t_start, 2))
+    write_json(run_dir / "run.json", run_info)
+    pm.hook.tuneforge_train_end(task=task, config=config.to_dict(), run_dir=str(run_dir),
+                                metrics={k: headline(v) for k, v in metrics.items()})
+    return RunResult(run_dir=run_dir, metrics=metrics, fit=fit_d)
+
+
+def _save_model_atomically(model: TaskModel, tokenizer, target: Path) -> None:
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save(tmp, tokenizer)
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+
+
+def evaluate_saved(run_dir: Path, data: Path, *, columns: dict | None = None, encoding: str = "utf-8") -> dict:
+    """Metrics of a run's saved model on a labelled file (``tuneforge eval``)."""
+    from transformers import AutoTokenizer
+
+    from ..errors import UsageError
+    from ..plugin_manager import get_plugin_manager
+    from ..tasks import get_task
+
+    info_path = run_dir / "run.json"
+    if not info_path.is_file() or not (run_dir / "model").is_dir():
+        raise UsageError(f"{run_dir} is not a finished run folder (no run.json or model/)",
+                         hint="pass a folder printed by `tuneforge train`")
+    info = json.loads(info_path.read_text())
+    config = TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
+    task = get_task(info["task"])
+    model = TaskModel.load(run_dir / "model")
+    tokenizer = AutoTokenizer.from_pretrained(run_dir / "model" / "encoder")
+    ds = load_split(task, data, "test", get_plugin_manager(), columns=columns or config.columns,
+                    labels=model.spec.labels or None, encoding=encoding)
+    label_ids = {name: i for i, name in enumerate(model.spec.labels)}
+    feats = encode(tokenizer, ds.examples, task.kind, label_ids, model.spec.max_length)
+    trainer = Trainer(model, config, summary={"frozen_layers": 0, "mode": config.mode},
+                      pad_id=tokenizer.pad_token_id, progress=False)
+    metrics = trainer.evaluate(feats, use_cache=False)
+    return {"run": str(run_dir), "data": str(data), "sha256": ds.sha256, "metrics": metrics}

