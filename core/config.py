@@ -20,7 +20,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 MODES = ("full", "lora", "top-k", "head", "few-shot")
-METRICS = ("accuracy", "macro_f1", "micro_f1", "loss", "spearman", "recall@1")
+METRICS = ("auto", "accuracy", "macro_f1", "micro_f1", "loss", "spearman", "recall@1")
 
 
 @dataclass
@@ -54,7 +54,7 @@ class TrainConfig:
     dropout: float | None = None       # None = the encoder config's hidden_dropout_prob
     class_weights: bool = False
     early_stopping_patience: int = 2   # evaluations without improvement; 0 = off
-    metric: str = "accuracy"           # validation metric for early stopping / best checkpoint
+    metric: str = "auto"               # validation metric for early stopping; auto = by task kind
     evals_per_epoch: int = 1
     augment: float = 0.0               # probability of deleting/swapping a word (tiny data sets)
     split: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
@@ -138,15 +138,22 @@ def resolve_config(*, task_defaults: dict | None = None, file: str | Path | None
                    overrides: dict | None = None) -> TrainConfig:
     """Merge the layers (see module doc) into one validated :class:`TrainConfig`."""
     merged: dict[str, Any] = {}
-    merged.update(task_defaults or {})
+
+    def layer(values: dict) -> None:
+        for key, value in values.items():
+            if key == "columns" and isinstance(value, dict):  # column mappings merge key by key
+                merged["columns"] = {**merged.get("columns", {}), **value}
+            elif value is not None:
+                merged[key] = value
+
+    layer(task_defaults or {})
+    source = "config"
     if file is not None:
-        from_file = read_toml(file, table="train")
-        if not isinstance(from_file, dict):  # pragma: no cover
-            raise ConfigError(f"{file}: expected a [train] table")
-        # Keys other tools own (e.g. [export], [monitor]) live in their own tables.
-        merged.update({k: v for k, v in from_file.items() if not isinstance(v, dict) or k == "columns"})
+        # Other tools' settings (e.g. [export], [monitor]) live in their own tables.
+        layer({k: v for k, v in read_toml(file, table="train").items() if not isinstance(v, dict) or k == "columns"})
         source = str(file)
-    else:
-        source = "config"
-    merged.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    for key in ("columns",):
+        if overrides and key in overrides and not isinstance(overrides[key], dict):
+            raise ConfigError(f"{key} must be a table/dict, got {overrides[key]!r}")
+    layer(overrides or {})
     return TrainConfig.from_dict(merged, source=source)

@@ -35,6 +35,7 @@ def tuneforge_register_tasks(register: Callable[["TaskSpec"], None]) -> None:
     name, kind (classification, multilabel, pair, embedding, token), labels,
     default base model, default training settings and default data files.
     Two plugins registering the same task name is an error naming both.
+    Return value ignored.
     """
 
 
@@ -80,7 +81,8 @@ def tuneforge_register_commands(cli: "click.Group") -> None:
 
     Called once while the CLI is built, before arguments are parsed.  Add
     commands with ``@cli.command()`` or ``cli.add_command(...)``.  Import heavy
-    libraries inside the command functions, not at module level.
+    libraries inside the command functions, not at module level.  Return value
+    ignored; a plugin whose registration raises is reported and skipped.
     """
 
 
@@ -91,7 +93,8 @@ def tuneforge_register_routes(register: Callable[[Any], None], task: "TaskSpec |
     Called once per server start, after the bundle is loaded.  ``task`` is the
     bundle's task (``None`` if no plugin registers it) and ``predictor`` the
     loaded :class:`tuneforge.runtime.Predictor`.  Call ``register(router)``
-    with a ``fastapi.APIRouter`` for each group of routes to mount.
+    with a ``fastapi.APIRouter`` for each group of routes to mount.  Return
+    value ignored.
     """
 
 
@@ -101,7 +104,8 @@ def tuneforge_register_templates(register: Callable[["AppTemplate"], None]) -> N
 
     Called when templates are listed (``tuneforge apps``) or used.  Call
     ``register(AppTemplate(name=..., description=..., path=...))`` where
-    ``path`` is a folder copied into the new project.
+    ``path`` is a folder copied into the new project (``{{name}}`` placeholders
+    in files and file names are filled in).  Return value ignored.
     """
 
 

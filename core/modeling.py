@@ -27,8 +27,7 @@ import torch
 from torch import nn
 
 from .errors import ConfigError, UsageError
-
-TASK_KINDS = ("classification", "multilabel", "pair", "embedding", "token")
+from .tasks import TASK_KINDS
 POOLINGS = ("mean", "cls")
 
 

@@ -6,8 +6,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .errors import ConfigError, PluginError
-from .modeling import TASK_KINDS
 from .models import DEFAULT_BASE_MODEL
+
+TASK_KINDS = ("classification", "multilabel", "pair", "embedding", "token")
 
 LABEL_KINDS = {"classification": "single", "multilabel": "multi", "pair": "score",
                "embedding": "none", "token": "tags"}

@@ -57,8 +57,8 @@ def render_template(src: Path, dest: Path, variables: dict[str, str]) -> list[Pa
 
 
 def register(cli: click.Group) -> None:
-    @cli.command()
-    @click.option("--json", "as_json", is_flag=True)
+    @cli.command(epilog=EXAMPLE_NEW)
+    @click.option("--json", "as_json", is_flag=True, help="Print the templates as JSON.")
     def apps(as_json):
         """List the application templates that plugins offer (for `tuneforge new app`)."""
         from ..tasks import all_templates

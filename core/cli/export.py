@@ -22,7 +22,7 @@ def register(cli: click.Group) -> None:
     @click.option("--name", help="Bundle name (default: the run's task).")
     @click.option("--version", "version", help="Bundle version (default: next vN).")
     @click.option("--out-dir", default="exports", show_default=True, type=click.Path(file_okay=False))
-    @click.option("--variants", help="Comma list of fp32, fp32-opt, int8, fp16 (default: all that fit here).")
+    @click.option("--variants", help="Comma list of fp32, fp32_opt, int8, fp16 (default: all that fit here).")
     @click.option("--max-metric-drop", type=float, default=1.0, show_default=True,
                   help="Reject a variant whose task metric drops more than this many points.")
     @click.option("--parity-rows", type=int, default=2000, show_default=True,

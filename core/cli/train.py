@@ -52,7 +52,10 @@ def register(cli: click.Group) -> None:
         columns = columns_from(text_column, label_column, pair_column)
         if columns:
             overrides["columns"] = columns
-        overrides.update(parse_set(settings))
+        for key, value in parse_set(settings).items():
+            if key == "columns" and isinstance(value, dict):
+                value = {**overrides.get("columns", {}), **value}
+            overrides[key] = value
         if not task:
             task = (read_toml(config_file, table="train").get("task") if config_file else None) \
                 or "text-classification"

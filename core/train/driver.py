@@ -127,6 +127,7 @@ def run_training(task: TaskSpec, config: TrainConfig, pm, *, progress: bool = Tr
                      base_model=config.base_model or task.base_model, max_length=config.max_length)
     if config.mode == "few-shot" and task.kind != "classification":
         raise ConfigError("mode few-shot is for classification tasks", hint="use --mode full or lora")
+    set_seed(config.seed)  # the new head's initial weights depend on it
     model, tokenizer = build_task_model(spec, dropout=config.dropout)
     summary = apply_mode(model, "head" if config.mode == "few-shot" else config.mode, top_k=config.top_k,
                          lora={"r": config.lora_r, "alpha": config.lora_alpha,
@@ -182,6 +183,17 @@ def run_training(task: TaskSpec, config: TrainConfig, pm, *, progress: bool = Tr
     pm.hook.tuneforge_train_end(task=task, config=config.to_dict(), run_dir=str(run_dir),
                                 metrics={k: headline(v) for k, v in metrics.items()})
     return RunResult(run_dir=run_dir, metrics=metrics, fit=fit_d)
+
+
+def set_seed(seed: int) -> None:
+    import random
+
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
 
 
 def _save_model_atomically(model: TaskModel, tokenizer, target: Path) -> None:

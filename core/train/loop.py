@@ -27,6 +27,8 @@ from .modes import can_cache_prefix, forward_from_prefix, frozen_prefix
 from .progress import TrainProgress
 
 HIGHER_IS_BETTER = {"loss": False}
+DEFAULT_METRIC = {"classification": "accuracy", "multilabel": "micro_f1", "pair": "spearman",
+                  "embedding": "recall@1", "token": "macro_f1"}
 
 
 @dataclass
@@ -39,6 +41,7 @@ class FitResult:
     train_seconds: float = 0.0
     train_examples_seen: int = 0
     stopped_early: bool = False
+    losses: list[float] = field(default_factory=list)   # per optimizer micro-step
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -215,7 +218,8 @@ class Trainer:
             else max(0.0, (total_steps - s) / max(1, total_steps - warmup)))
         scaler = torch.amp.GradScaler("cuda", enabled=self.device.type == "cuda" and cfg.precision == "fp16")
         eval_every = max(1, per_epoch // cfg.evals_per_epoch)
-        higher = HIGHER_IS_BETTER.get(cfg.metric, True)
+        metric = DEFAULT_METRIC[self.kind] if cfg.metric == "auto" else cfg.metric
+        higher = HIGHER_IS_BETTER.get(metric, True)
         result = FitResult()
         best_state = None
         patience = 0
@@ -252,14 +256,20 @@ class Trainer:
                     optimizer.zero_grad(set_to_none=True)
                     schedule.step()
                     result.steps += 1
-                bar.advance(loss.item() * cfg.grad_accum, len(batch))
+                result.losses.append(loss.item() * cfg.grad_accum)
+                bar.advance(result.losses[-1], len(batch))
                 if val is not None and (micro % eval_every == 0 or micro == total_micro):
                     metrics = headline(self.evaluate(val))
                     epoch = micro / per_epoch
-                    value = metrics.get(cfg.metric, metrics.get("accuracy", 0.0))
+                    if metric not in metrics:
+                        from ..errors import ConfigError
+
+                        raise ConfigError(f"metric {metric!r} is not computed for {self.kind} tasks",
+                                          hint="choose one of " + ", ".join(metrics))
+                    value = metrics[metric]
                     entry = {"epoch": round(epoch, 3), "step": result.steps, "train_loss": bar.loss, **metrics}
                     result.history.append(entry)
-                    bar.note(f"epoch {epoch:.2f}: {cfg.metric}={value:.4f}")
+                    bar.note(f"epoch {epoch:.2f}: {metric}={value:.4f}")
                     better = result.best_metric is None or (value > result.best_metric if higher
                                                             else value < result.best_metric)
                     if better:

@@ -1,0 +1,51 @@
+"""Score an exported bundle on a labelled file with the runtime (onnxruntime, no torch).
+
+``tuneforge eval`` uses this when given a bundle instead of a run folder, so
+the numbers reported are those of the model that will actually be served.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .data import ColumnMap, load_dataset
+from .errors import UsageError
+from .metrics import compute_metrics
+
+LABEL_KINDS = {"classification": "single", "multilabel": "multi", "pair": "score"}
+
+
+def is_bundle(path: str | Path) -> bool:
+    path = Path(path)
+    return (path / "manifest.json").is_file() or any(path.glob("v*/manifest.json"))
+
+
+def evaluate_bundle(bundle: str | Path, data: str | Path, *, columns: dict | None = None,
+                    variant: str | None = None, encoding: str = "utf-8", batch_size: int = 64) -> dict:
+    """Metrics of ``bundle`` (its default or a named ``variant``) on the labelled file ``data``."""
+    from .runtime import Predictor
+
+    predictor = Predictor.load(bundle, variant=variant)
+    kind = predictor.kind
+    if kind not in LABEL_KINDS:
+        raise UsageError(f"evaluating {kind} bundles from a file is not supported yet",
+                         hint="evaluate the training run instead: tuneforge eval RUN --data FILE")
+    labels = list(predictor.manifest.labels)
+    ds = load_dataset(data, ColumnMap.from_dict({"text": "text", "label": "label", **(columns or {})}),
+                      label_kind=LABEL_KINDS[kind], labels=labels or None, encoding=encoding)
+    pairs = [e.text_pair for e in ds.examples] if kind == "pair" else None
+    outputs = predictor.predict_raw(ds.texts(), pairs, batch_size=batch_size)
+    ids = {name: i for i, name in enumerate(labels)}
+    if kind == "classification":
+        targets = np.array([ids[e.label] for e in ds.examples])
+    elif kind == "multilabel":
+        targets = np.zeros((len(ds), len(labels)), dtype=np.float32)
+        for i, e in enumerate(ds.examples):
+            targets[i, [ids[y] for y in e.label]] = 1
+    else:
+        targets = np.array([float(e.label) for e in ds.examples], dtype=np.float32)
+    metrics = compute_metrics(kind, np.asarray(outputs), targets, labels)
+    return {"bundle": str(bundle), "variant": predictor.variant, "provider": predictor.provider,
+            "data": str(data), "sha256": ds.sha256, "metrics": metrics}

@@ -1,0 +1,222 @@
+"""The training engine on a tiny model built from a config: every kind, every mode, hygiene."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+import torch
+
+from tuneforge.config import TrainConfig
+from tuneforge.errors import ConfigError
+from tuneforge.modeling import ModelSpec, TaskModel
+from tuneforge.train import config_for_task, evaluate_run, train
+from tuneforge.train.loop import Trainer
+from tuneforge.train.modes import apply_mode, merge_lora
+
+WORDS = {"pos": ["great", "good", "excellent", "love", "nice"],
+         "neg": ["bad", "awful", "terrible", "hate", "poor"],
+         "mid": ["okay", "average", "fine", "normal", "plain"]}
+FILLER = ["the", "service", "was", "today", "and", "it", "my", "order", "felt", "really"]
+
+
+def sentence(rng: random.Random, label: str) -> str:
+    words = rng.sample(FILLER, 4) + rng.sample(WORDS[label], 2)
+    rng.shuffle(words)
+    return " ".join(words)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """Small synthetic files for each task kind (keyword-driven, learnable by a tiny model)."""
+    rng = random.Random(0)
+    d = tmp_path_factory.mktemp("data")
+    labels = list(WORDS)
+    with open(d / "cls.csv", "w") as f:
+        f.write("text,label\n")
+        for i in range(150):
+            lab = labels[i % 3]
+            f.write(f"{sentence(rng, lab)},{lab}\n")
+    with open(d / "multi.csv", "w") as f:
+        f.write("text,label\n")
+        for i in range(120):
+            a, b = labels[i % 3], labels[(i + 1) % 3]
+            text = sentence(rng, a) + " " + " ".join(rng.sample(WORDS[b], 2))
+            f.write(f"{text},{a}|{b}\n")
+    with open(d / "pair.csv", "w") as f:
+        f.write("text,text_pair,label\n")
+        for i in range(120):
+            a = labels[i % 3]
+            b = a if i % 2 else labels[(i + 1) % 3]
+            f.write(f"{sentence(rng, a)},{sentence(rng, b)},{1.0 if a == b else 0.0}\n")
+    with open(d / "emb.csv", "w") as f:
+        f.write("text,text_pair\n")
+        for i in range(120):
+            key = f"item{i % 40}"
+            f.write(f"{key} {sentence(rng, labels[i % 3])},{key} {sentence(rng, labels[i % 3])}\n")
+    with open(d / "tok.jsonl", "w") as f:
+        for i in range(120):
+            toks = rng.sample(FILLER, 4) + ["paris" if i % 2 else "london"]
+            rng.shuffle(toks)
+            tags = ["B-LOC" if t in ("paris", "london") else "O" for t in toks]
+            f.write(json.dumps({"tokens": toks, "tags": tags}) + "\n")
+    return d
+
+
+def tiny_config(tmp_path, tiny_encoder_dir, task, data, **over) -> TrainConfig:
+    base = dict(data=str(data), base_model=tiny_encoder_dir, epochs=3, batch_size=16, learning_rate=3e-3,
+                output_dir=str(tmp_path / "runs"), early_stopping_patience=0, max_length=32)
+    base.update(over)
+    return config_for_task(task, **base)
+
+
+KIND_CASES = [
+    ("text-classification", "cls.csv", {}),
+    ("multilabel-classification", "multi.csv", {}),
+    ("pair-scoring", "pair.csv", {"columns": {"text_pair": "text_pair"}}),
+    ("embedding", "emb.csv", {"columns": {"text_pair": "text_pair", "label": None}}),
+    ("token-classification", "tok.jsonl", {"columns": {"text": "tokens", "label": "tags"}}),
+]
+
+
+@pytest.mark.parametrize("task,file,extra", KIND_CASES, ids=[c[0] for c in KIND_CASES])
+def test_every_task_kind_trains_and_its_loss_falls(tmp_path, tiny_encoder_dir, data_dir, task, file, extra):
+    cfg = tiny_config(tmp_path, tiny_encoder_dir, task, data_dir / file, **extra)
+    run = train(cfg, progress=False)
+    losses = run.fit["losses"]
+    assert sum(losses[-3:]) / 3 < 0.9 * sum(losses[:3]) / 3, losses
+    for name in ("model/task_model.json", "config.json", "metrics.json", "report.json", "report.md",
+                 "run.json", "splits/validation.jsonl", "splits/test.jsonl"):
+        assert (run.run_dir / name).is_file(), name
+    info = json.loads((run.run_dir / "run.json").read_text())
+    assert info["status"] == "complete" and info["data"]["train"]["sha256"]
+    assert "torch" in info["versions"] and info["wall_time_s"] > 0
+    assert json.loads((run.run_dir / "config.json").read_text())["task"] == task
+
+
+@pytest.mark.parametrize("mode,extra", [("full", {}), ("lora", {"lora_r": 4}), ("top-k", {"top_k": 1}),
+                                        ("head", {"learning_rate": 1e-3}),
+                                        ("few-shot", {"few_shot_per_class": 8, "few_shot_pairs": 6,
+                                                      "epochs": 10})])
+def test_every_mode_trains_and_learns(tmp_path, tiny_encoder_dir, data_dir, mode, extra):
+    cfg = tiny_config(tmp_path, tiny_encoder_dir, "text-classification", data_dir / "cls.csv", mode=mode,
+                      **{"epochs": 4, **extra})
+    run = train(cfg, progress=False)
+    losses = run.fit["losses"]
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3, losses
+    model = TaskModel.load(run.run_dir / "model")  # saved model is plain (LoRA merged)
+    assert not any("lora" in name for name, _ in model.named_parameters())
+
+
+def test_classification_report_has_per_class_confusion_and_calibration(tmp_path, tiny_encoder_dir, data_dir):
+    run = train(tiny_config(tmp_path, tiny_encoder_dir, "text-classification", data_dir / "cls.csv", epochs=6),
+                progress=False)
+    test = run.metrics["test"]
+    assert test["accuracy"] >= 0.8  # keyword data: a tiny model learns it
+    assert set(test["per_class"]) == {"mid", "neg", "pos"}
+    assert sum(map(sum, test["confusion_matrix"])) == test["n"]
+    assert 0 <= test["ece"] <= 1
+    assert (run.run_dir / "confusion.png").stat().st_size > 1000
+    assert "## Per class (test)" in (run.run_dir / "report.md").read_text()
+    again = evaluate_run(run.run_dir, data_dir / "cls.csv")
+    assert again["metrics"]["n"] == 150 and again["metrics"]["accuracy"] >= 0.8
+
+
+def test_seeded_runs_repeat_exactly(tmp_path, tiny_encoder_dir, data_dir):
+    runs = [train(tiny_config(tmp_path, tiny_encoder_dir, "text-classification", data_dir / "cls.csv",
+                              run_name=f"r{i}", augment=0.1), progress=False) for i in range(2)]
+    assert runs[0].fit["losses"] == runs[1].fit["losses"]
+    assert runs[0].metrics["test"]["accuracy"] == runs[1].metrics["test"]["accuracy"]
+    other = train(tiny_config(tmp_path, tiny_encoder_dir, "text-classification", data_dir / "cls.csv",
+                              run_name="r2", seed=7), progress=False)
+    assert other.fit["losses"] != runs[0].fit["losses"]
+
+
+def test_early_stopping_keeps_the_best_evaluation(tiny_encoder_dir, monkeypatch):
+    from transformers import AutoModel
+
+    from tuneforge.train.features import Features
+    import numpy as np
+
+    model = TaskModel(AutoModel.from_pretrained(tiny_encoder_dir), ModelSpec("classification", ["a", "b"]))
+    summary = apply_mode(model, "full")
+    cfg = TrainConfig(epochs=10, batch_size=4, early_stopping_patience=2, learning_rate=1e-3)
+    trainer = Trainer(model, cfg, summary=summary, pad_id=0, progress=False)
+    feats = Features([[101, 2000 + i, 102] for i in range(8)], None, np.array([0, 1] * 4))
+    scripted = iter([0.5, 0.9, 0.7, 0.6, 0.95])
+    snapshots = []
+
+    def fake_evaluate(_feats, use_cache=True):
+        snapshots.append({k: v.clone() for k, v in model.state_dict().items()})
+        return {"accuracy": next(scripted)}
+
+    monkeypatch.setattr(trainer, "evaluate", fake_evaluate)
+    result = trainer.fit(feats, feats)
+    assert result.stopped_early and len(result.history) == 4  # 0.9 then two worse -> stop
+    assert result.best_metric == 0.9 and result.best_epoch == 2.0
+    best = snapshots[1]
+    assert all(torch.equal(v, best[k]) for k, v in model.state_dict().items())
+
+
+def test_lora_merge_gives_the_same_outputs(tiny_encoder_dir):
+    from transformers import AutoModel
+
+    torch.manual_seed(0)
+    model = TaskModel(AutoModel.from_pretrained(tiny_encoder_dir), ModelSpec("classification", ["a", "b"]))
+    apply_mode(model, "lora", lora={"r": 4, "targets": ["query", "value", "dense"]})
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)  # B starts at zero: make the adapters matter
+    model.eval()
+    ids = torch.tensor([[101, 2023, 2003, 1037, 3231, 102]])
+    mask = torch.ones_like(ids)
+    before = model(ids, mask)
+    merged = merge_lora(model)
+    after = merged(ids, mask)
+    assert not any("lora" in n for n, _ in merged.named_parameters())
+    assert torch.allclose(before, after, atol=1e-5)
+
+
+@pytest.mark.parametrize("settings,message", [
+    ({"mode": "sideways"}, "unknown training mode 'sideways'"),
+    ({"epochs": 0}, "epochs must be > 0"),
+    ({"split": [0.5, 0.6, 0.1]}, "split must be three fractions"),
+    ({"learning_rat": 1e-4}, "unknown setting 'learning_rat'"),
+])
+def test_bad_configs_fail_with_one_clear_message(settings, message):
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig.from_dict(settings)
+
+
+def test_unknown_setting_suggests_the_right_one():
+    with pytest.raises(ConfigError) as info:
+        TrainConfig.from_dict({"learning_rat": 1e-4})
+    assert "did you mean 'learning_rate'" in info.value.one_line()
+
+
+def test_top_k_larger_than_the_encoder_fails_before_writing(tmp_path, tiny_encoder_dir, data_dir):
+    cfg = tiny_config(tmp_path, tiny_encoder_dir, "text-classification", data_dir / "cls.csv",
+                      mode="top-k", top_k=5)
+    with pytest.raises(ConfigError, match="top_k=5 is larger than the encoder's 2 layers"):
+        train(cfg, progress=False)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_empty_label_set_is_refused():
+    with pytest.raises(ConfigError, match="needs at least one label"):
+        ModelSpec(kind="classification", labels=[])
+
+
+def test_frozen_prefix_cache_matches_the_plain_forward(tiny_encoder_dir):
+    from transformers import AutoModel
+
+    from tuneforge.train.modes import forward_from_prefix, frozen_prefix
+
+    model = TaskModel(AutoModel.from_pretrained(tiny_encoder_dir), ModelSpec("classification", ["a", "b"])).eval()
+    ids = torch.tensor([[101, 2023, 2003, 102, 0], [101, 2023, 2003, 1037, 102]])
+    mask = (ids != 0).long()
+    for depth in (0, 1, 2):
+        hidden = frozen_prefix(model, ids, mask, depth)
+        assert torch.allclose(forward_from_prefix(model, hidden, mask, depth), model(ids, mask), atol=1e-5)
