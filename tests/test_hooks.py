@@ -96,8 +96,16 @@ def test_finance_plugin_loader_maps_numeric_labels():
     task = get_task("finance-sentiment")
     ds = get_plugin_manager().hook.tuneforge_load_data(task=task, path=str(DATA / "valid.csv"), split="validation")
     assert set(ds.label_names()) == {"negative", "neutral", "positive"}
-    other = get_plugin_manager().hook.tuneforge_load_data(task=task, path="/elsewhere.csv", split="train")
-    assert other is None  # not its bundled file: core loads it
+
+
+
+def test_finance_plugin_leaves_named_labels_to_core(tmp_path):
+    from tuneforge.tasks import get_task
+
+    path = tmp_path / "named.csv"
+    path.write_text("text,label\nstocks fall,negative\nstocks rise,positive\n")
+    task = get_task("finance-sentiment")
+    assert get_plugin_manager().hook.tuneforge_load_data(task=task, path=str(path), split="train") is None
 
 
 class TemplatePlugin:

@@ -38,7 +38,8 @@ class FitResult:
     best_step: int = 0
     best_epoch: float = 0.0
     steps: int = 0
-    train_seconds: float = 0.0
+    train_seconds: float = 0.0          # optimisation only (validation passes excluded)
+    eval_seconds: float = 0.0
     train_examples_seen: int = 0
     stopped_early: bool = False
     losses: list[float] = field(default_factory=list)   # per optimizer micro-step
@@ -230,6 +231,7 @@ class Trainer:
             if val is not None:
                 self._cached(val)
         t0 = time.perf_counter()
+        eval_seconds = 0.0  # excluded from training time and throughput
         bar = TrainProgress(total_micro, enabled=self.progress, unit_batch=cfg.batch_size)
         with bar:
             batches: list[list[int]] = []
@@ -259,7 +261,9 @@ class Trainer:
                 result.losses.append(loss.item() * cfg.grad_accum)
                 bar.advance(result.losses[-1], len(batch))
                 if val is not None and (micro % eval_every == 0 or micro == total_micro):
+                    t_eval = time.perf_counter()
                     metrics = headline(self.evaluate(val))
+                    eval_seconds += time.perf_counter() - t_eval
                     epoch = micro / per_epoch
                     if metric not in metrics:
                         from ..errors import ConfigError
@@ -267,7 +271,8 @@ class Trainer:
                         raise ConfigError(f"metric {metric!r} is not computed for {self.kind} tasks",
                                           hint="choose one of " + ", ".join(metrics))
                     value = metrics[metric]
-                    entry = {"epoch": round(epoch, 3), "step": result.steps, "train_loss": bar.loss, **metrics}
+                    entry = {"epoch": round(epoch, 3), "step": result.steps, "train_loss": bar.loss,
+                             "seconds": round(time.perf_counter() - t0 - eval_seconds, 2), **metrics}
                     result.history.append(entry)
                     bar.note(f"epoch {epoch:.2f}: {metric}={value:.4f}")
                     better = result.best_metric is None or (value > result.best_metric if higher
@@ -282,7 +287,8 @@ class Trainer:
                     if cfg.early_stopping_patience and patience >= cfg.early_stopping_patience:
                         result.stopped_early = True
                         break
-        result.train_seconds = time.perf_counter() - t0
+        result.train_seconds = time.perf_counter() - t0 - eval_seconds
+        result.eval_seconds = eval_seconds
         if best_state is not None:
             self.model.load_state_dict(best_state)
         self.model.eval()

@@ -110,7 +110,7 @@ def can_cache_prefix(model: TaskModel, summary: dict) -> bool:
     return summary["frozen_layers"] > 0 and encoder_layers(model.encoder) is not None
 
 
-@torch.inference_mode()
+@torch.no_grad()  # not inference_mode: the cached tensors feed autograd-tracked layers
 def frozen_prefix(model: TaskModel, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                   depth: int, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
     """Hidden states after the first ``depth`` blocks (eval mode: no dropout)."""

@@ -31,12 +31,18 @@ def tuneforge_register_tasks(register):
 
 @hookimpl
 def tuneforge_load_data(task, path, split):
-    """The bundled file labels sentiment 0/1/2; map to names (other files load as usual)."""
-    if task.name != TASK or not path.startswith(str(DATA)):
+    """Files in the Twitter data set's convention label sentiment 0/1/2: map them to names.
+
+    Other files for this task (already using the names) are left to core's loader.
+    """
+    if task.name != TASK or split == "predict":
         return None
     from tuneforge.data import ColumnMap, load_dataset
 
-    ds = load_dataset(path, ColumnMap(text="text", label="label"), label_kind="single")
+    columns = ColumnMap.from_dict({"text": "text", "label": "label", **task.columns})
+    ds = load_dataset(path, columns, label_kind="single")
+    if not {e.label for e in ds.examples} <= set(LABELS):
+        return None
     for example in ds.examples:
         example.label = LABELS[example.label]
     return ds

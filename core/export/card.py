@@ -1,0 +1,65 @@
+"""The bundle's README.md: a model card written from the manifest's facts."""
+
+from __future__ import annotations
+
+
+def _num(v, fmt: str = ".4f") -> str:
+    return "-" if v is None else format(v, fmt) if isinstance(v, (int, float)) else str(v)
+
+
+def model_card(m: dict) -> str:
+    """Markdown for a manifest dict (before its file table is final)."""
+    lines = [f"# {m['name']} {m['version']}", "",
+             f"A **{m['kind']}** model for task `{m['task']}`, fine-tuned from `{m['base_model']}` "
+             f"and exported by tuneforge on {m['created']}.", ""]
+    run = m.get("run") or {}
+    lines += ["## Training run", "", f"- run id: `{run.get('id')}`"]
+    for split, values in (run.get("metrics") or {}).items():
+        if isinstance(values, dict):
+            shown = ", ".join(f"{k} {_num(v)}" for k, v in values.items()
+                              if isinstance(v, (int, float)))
+            lines.append(f"- {split}: {shown or '-'}")
+    labels = m.get("labels") or []
+    if labels:
+        shown = ", ".join(f"`{x}`" for x in labels[:20]) + (" ..." if len(labels) > 20 else "")
+        lines.append(f"- {len(labels)} labels: {shown}")
+    lines += ["", "## Variants", "",
+              "| variant | file | parity | CPU batch-1 p50 (ms) | CPU batch-32 (items/s) |",
+              "| --- | --- | --- | --- | --- |"]
+    cpu = (m.get("measurements") or {}).get("CPUExecutionProvider", {})
+    for v, info in m["variants"].items():
+        p = (m.get("parity") or {}).get(v, {})
+        if "drop_points" in p:
+            check = (f"{p['agreement_metric']} {_num(p['agreement'])}, {p['metric']} drop "
+                     f"{_num(p['drop_points'], '.2f')} pts")
+        else:
+            check = f"max abs diff {_num(p.get('max_abs_diff'), '.2e')}"
+        t = cpu.get(v, {})
+        lines.append(f"| {v} | `{info['file']}` | {check} | {_num(t.get('batch1_p50_ms'), '.2f')} "
+                     f"| {_num(t.get('batch32_items_per_s'), '.1f')} |")
+    for v, why in (m.get("rejected") or {}).items():
+        lines.append(f"| ~~{v}~~ | not shipped | {why} | | |")
+    lines += ["", "Defaults per execution provider (what `Predictor.load` picks):", ""]
+    lines += [f"- {p}: `{v}`" for p, v in m["defaults"].items()]
+    machine = (m.get("measurements") or {}).get("machine")
+    if machine:
+        lines += ["", f"Timings were taken on the export machine ({machine.get('cpu')}, "
+                      f"{machine.get('cpus_available')} CPUs available); re-measure on the "
+                      "serving hardware before trusting them there."]
+    lines += ["", "## Use", "", "```python", "from tuneforge.runtime import Predictor", "",
+              f'p = Predictor.load("exports/{m["name"]}/{m["version"]}")',
+              'print(p.predict(["some text"])[0].to_dict())', "```", "",
+              "HTTP: `tuneforge serve <bundle>` (or `tuneforge.serve.create_app(predictor)`): "
+              '`POST /v1/predict` with `{"texts": [...]}`.', ""]
+    if m.get("triton"):
+        lines += ["Triton: `tritonserver --model-repository <bundle>/triton` "
+                  f"(model `{m['triton']['model']}`, variant `{m['triton']['variant']}`); clients "
+                  "send token ids made with `tokenizer.json`.", ""]
+    tok = m.get("tokenizer") or {}
+    lines += ["## Limits", "",
+              f"- Inputs are truncated to {tok.get('max_length')} tokens.",
+              "- Quantised variants were checked against PyTorch on the run's "
+              f"{run.get('parity_split', 'validation')} split only.",
+              "- Every file is listed with its sha256 in `manifest.json`; loading refuses a "
+              "modified bundle.", ""]
+    return "\n".join(lines)

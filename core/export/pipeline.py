@@ -1,0 +1,236 @@
+"""``export_run``: run folder -> ONNX variants -> parity gate -> timings -> bundle.
+
+The steps are called through their modules (``onnx_export.export_onnx``,
+``quantize.quantize_int8``, ...) so each can be swapped or broken in tests.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+from .. import runinfo
+from ..errors import UsageError
+from . import bundle, card, measure, onnx_export, optimize, parity, planner, quantize, runs, triton_repo
+
+log = logging.getLogger(__name__)
+
+
+def run_export(run_dir, *, out_dir="exports", name=None, version=None, variants=None,
+               max_metric_drop=1.0, parity_rows=2000, measure=True, triton=False,
+               progress=None) -> Path:
+    if isinstance(max_metric_drop, bool) or not isinstance(max_metric_drop, (int, float)) \
+            or max_metric_drop < 0:
+        raise UsageError(f"max_metric_drop must be a number of points >= 0, got {max_metric_drop!r}")
+    plan = planner.plan_export(variants)
+    if isinstance(triton, str) and not isinstance(triton, bool):
+        triton = planner.check_variant_name(triton)
+    run = runs.read_run(run_dir, parity_rows=parity_rows)
+    name = name if name is not None else bundle.safe_name(run.task)
+
+    def say(msg: str) -> None:
+        log.info(msg)
+        if progress is not None:
+            progress(msg)
+
+    with bundle.AtomicBundle(out_dir, name, version) as target:
+        say(f"exporting {run.path} -> {target.final} ({', '.join(plan)})")
+        _build(run, target, plan, float(max_metric_drop), measure, triton, say)
+        final = target.commit()
+    say(f"bundle ready: {final}")
+    _announce(final)
+    return final
+
+
+def _announce(final: Path) -> None:
+    """Verify the committed bundle and tell plugins (``tuneforge_export_done``)."""
+    manifest = bundle.verify_bundle(final).to_dict()
+    try:
+        from ..plugin_manager import call_each
+    except ImportError:  # pragma: no cover - plugin machinery not available
+        return
+    call_each("tuneforge_export_done",
+              lambda _plugin: {"bundle_dir": str(final), "manifest": manifest}, isolate=True)
+
+
+def _build(run, target, plan, max_drop, do_measure, want_triton, say) -> None:
+    from ..modeling import TaskModel
+    from ..runtime.session import CPU, available_cpus
+    from ..runtime.tokenization import BundleTokenizer
+
+    tmp, threads = target.tmp, available_cpus()
+    work = tmp / ".work"
+    work.mkdir()
+    say("loading the PyTorch model")
+    model = TaskModel.load(run.model_dir)
+    tok = tokenizer_info(run.model_dir / "encoder", model)
+    shutil.copyfile(run.model_dir / "encoder" / "tokenizer.json", tmp / tok["file"])
+    tokenizer = BundleTokenizer(tmp / tok["file"], max_length=tok["max_length"], pad_id=tok["pad_id"])
+    inputs = onnx_export.input_names(model.encoder)
+    post = postprocess_config(model, run)
+    data = parity.prepare(tokenizer, run.rows, inputs, kind=model.spec.kind, post=post,
+                          pairs=run.uses_pairs)
+
+    say("exporting the FP32 ONNX graph")
+    paths = {"fp32": tmp / planner.VARIANT_FILES["fp32"]}
+    graph = onnx_export.export_onnx(model, paths["fp32"],
+                                    onnx_export.sample_batch(tokenizer, run.rows, inputs,
+                                                             run.uses_pairs))
+    say(f"PyTorch reference outputs on {len(run.rows)} {run.split} rows")
+    parity.torch_reference(model, data)
+
+    def outputs(path):
+        return parity.ort_outputs(path, data, threads)
+
+    results, rejected = {"fp32": parity.check_fp32("fp32", data, outputs(paths["fp32"]))}, {}
+    params = optimize.fusion_params(model.encoder.config)
+    if "fp32_opt" in plan:
+        say("optimising (transformer fusions)")
+        paths["fp32_opt"] = tmp / planner.VARIANT_FILES["fp32_opt"]
+        fusions = optimize.optimize_fp32(paths["fp32"], paths["fp32_opt"], params)
+        results["fp32_opt"] = parity.check_fp32("fp32_opt", data, outputs(paths["fp32_opt"]))
+        results["fp32_opt"]["fusions"] = fusions
+    int8 = []
+    if "int8" in plan:
+        for cand in quantize.candidates(paths):
+            say(f"quantising {cand.name}")
+            dst = work / f"int8-{cand.source}-{int(cand.per_channel)}.onnx"
+            quantize.quantize_int8(paths[cand.source], dst, per_channel=cand.per_channel)
+            res = parity.check_lossy("int8", data, outputs(dst), max_metric_drop=max_drop)
+            int8.append({"candidate": cand.name, "source": cand.source,
+                         "per_channel": cand.per_channel, "path": dst, "parity": res,
+                         "size": dst.stat().st_size})
+    if "fp16" in plan:
+        say("converting to FP16 (parity checked on CPU)")
+        dst = tmp / planner.VARIANT_FILES["fp16"]
+        fusions = optimize.convert_fp16(paths["fp32"], dst, params)
+        res = parity.check_lossy("fp16", data, outputs(dst), max_metric_drop=max_drop)
+        res.update(fusions=fusions, checked_on=CPU)
+        results["fp16"] = res
+        if res["passed"]:
+            paths["fp16"] = dst
+        else:
+            rejected["fp16"] = res["reason"]
+            dst.unlink()
+
+    timings, measurements = {}, {}
+    if do_measure:
+        single, bulk = measure.timing_batches(tokenizer, run.rows, inputs, pairs=run.uses_pairs)
+        todo = {v: paths[v] for v in ("fp32", "fp32_opt") if v in paths}
+        todo.update({c["candidate"]: c["path"] for c in int8 if c["parity"]["passed"]})
+        say(f"timing {len(todo)} graphs on CPU ({threads} threads): " + ", ".join(todo))
+        timed = measure.time_variants(todo, single, bulk, threads=threads, provider=CPU)
+        timings = {v: timed[v] for v in ("fp32", "fp32_opt") if v in timed}
+        for c in int8:
+            if c["candidate"] in timed:
+                c["timing"] = timed[c["candidate"]]
+    if "int8" in plan:
+        best = quantize.pick_int8(int8)
+        if best is None:
+            rejected["int8"] = "no INT8 candidate passed parity: " + "; ".join(
+                f"{c['candidate']}: {c['parity'].get('reason')}" for c in int8)
+        else:
+            paths["int8"] = tmp / planner.VARIANT_FILES["int8"]
+            best["path"].replace(paths["int8"])
+            results["int8"] = dict(best["parity"], candidate=best["candidate"])
+            if "timing" in best:
+                timings["int8"] = best["timing"]
+        results["int8_candidates"] = [
+            {k: v for k, v in c.items() if k != "path"} | {"chosen": c is best} for c in int8]
+    shutil.rmtree(work)
+    if do_measure:
+        measurements = {"machine": measure.machine(), "threads": threads, "method": (
+            "session.run only, variants interleaved over 3 rounds; batch 1 over 50 validation "
+            "texts (p50/p90 of 150 runs), batch 32 over 256 rows sorted by length"), CPU: timings,
+            "fastest": {CPU: measure.fastest(timings)},
+            "skipped": {"fp16": "FP16 is not measured on CPU (not recommended there)"}
+            if "fp16" in paths else {}}
+
+    defaults, why = {}, {}
+    for p in planner.PROVIDERS:
+        v, reason = planner.choose_default(p, paths, timings if p == CPU else None)
+        if v:
+            defaults[p], why[p] = v, reason
+    measurements["default_reasons"] = why
+
+    _write_json(tmp / "labels.json", {"labels": list(model.spec.labels)})
+    _write_json(tmp / "postprocess.json", post)
+    triton_info = None
+    if want_triton:
+        tv = want_triton if isinstance(want_triton, str) else defaults.get(planner.CUDA, "fp32")
+        if tv not in paths:
+            raise UsageError(f"triton variant {tv!r} was not shipped",
+                             hint=rejected.get(tv, "add it to variants"))
+        say(f"writing the Triton model repository ({tv})")
+        triton_info = triton_repo.write_repository(tmp, target.name, paths[tv], variant=tv,
+                                              inputs=graph["inputs"], output=graph["output"])
+    shipped = {v: {"file": planner.VARIANT_FILES[v], "description": planner.VARIANT_DESCRIPTIONS[v],
+                   "size": paths[v].stat().st_size} for v in planner.VARIANTS if v in paths}
+    manifest = {
+        "schema_version": bundle.SCHEMA_VERSION, "name": target.name, "version": target.version,
+        "task": run.task, "kind": model.spec.kind,
+        "base_model": model.spec.base_model or str(run.config.get("base_model", "")),
+        "labels": list(model.spec.labels), "inputs": graph["inputs"], "output": graph["output"],
+        "tokenizer": tok, "variants": shipped, "defaults": defaults, "rejected": rejected,
+        "parity": results, "measurements": measurements,
+        "providers": planner.provider_table(paths), "run": run_section(run),
+        "versions": library_versions(), "triton": triton_info,
+        "created": runinfo.utc_now(),
+        "files": {}}
+    (tmp / "README.md").write_text(card.model_card(manifest), encoding="utf-8")
+    manifest["files"] = bundle.file_table(tmp)
+    checked = bundle.BundleManifest.from_dict(json.loads(json.dumps(manifest, default=str)))
+    _write_json(tmp / bundle.MANIFEST, checked.to_dict())
+
+
+def tokenizer_info(encoder_dir: Path, model) -> dict:
+    from transformers import AutoTokenizer
+
+    hf = AutoTokenizer.from_pretrained(encoder_dir)
+    limits = [int(model.spec.max_length)]
+    if 0 < (hf.model_max_length or 0) < 1_000_000:
+        limits.append(int(hf.model_max_length))
+    mpe = getattr(model.encoder.config, "max_position_embeddings", None)
+    if mpe:
+        limits.append(int(mpe))
+    pad_id = hf.pad_token_id if hf.pad_token_id is not None else 0
+    return {"file": "tokenizer.json", "max_length": min(limits), "pad_id": int(pad_id),
+            "pad_token": hf.pad_token, "truncation": "longest_first", "padding": "per batch"}
+
+
+def postprocess_config(model, run) -> dict:
+    kind, cfg = model.spec.kind, run.config
+    post = {"kind": kind, "labels": list(model.spec.labels), "pairs": run.uses_pairs,
+            "output": onnx_export.OUTPUT_NAMES[kind]}
+    if kind == "classification":
+        post["activation"] = "softmax"
+    elif kind == "multilabel":
+        post.update(activation="sigmoid", threshold=float(cfg.get("threshold", 0.5)))
+    elif kind == "pair":  # trained with BCE-with-logits on scores in [0, 1]
+        post.update(activation="sigmoid", threshold=float(cfg.get("threshold", 0.5)))
+    elif kind == "embedding":
+        post.update(activation="none", normalized=True)
+    else:
+        post.update(activation="softmax", token_labels="first sub-token of each whitespace word")
+    return post
+
+
+def run_section(run) -> dict:
+    return {"id": run.run_id, "task": run.task, "created": run.run.get("created"),
+            "path": str(run.path), "mode": run.config.get("mode"), "metrics": run.metrics,
+            "data_sha256": run.run.get("data_sha256"), "versions": run.run.get("versions"),
+            "parity_split": run.split, "parity_rows": len(run.rows)}
+
+
+def library_versions() -> dict:
+    import onnxruntime
+
+    out = runinfo.library_versions()
+    out["onnxruntime"] = onnxruntime.__version__  # whichever package (-gpu or not) provides it
+    return out
+
+
+def _write_json(path: Path, data) -> None:
+    path.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")

@@ -1,0 +1,174 @@
+"""Load a bundle and predict: onnxruntime + tokenizers + numpy, never torch."""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import BundleError, UsageError
+from ..export.bundle import BundleManifest, load_manifest, resolve_bundle_dir, verify_bundle
+from ..export.planner import (GPU_PROVIDERS, NOT_RECOMMENDED, OK, check_combo,
+                              check_variant_name, support)
+from .postprocess import Postprocessor, Prediction
+from .session import Runner, available_cpus, choose_providers, create_session
+from .tokenization import BundleTokenizer, check_texts
+
+log = logging.getLogger(__name__)
+
+
+class Predictor:
+    """A loaded bundle: ``predict`` gives :class:`Prediction` objects, ``predict_raw`` arrays.
+
+    Attributes worth reading: ``variant``, ``provider`` (the one the session really
+    uses), ``providers`` (its full list), ``threads``, ``fallback_reason`` (why a
+    wanted GPU provider is not in use, else ``None``), ``manifest``.
+    """
+
+    def __init__(self, root: Path, manifest: BundleManifest, post: dict, tokenizer: BundleTokenizer,
+                 runner: Runner, variant: str, threads: int, fallback_reason: str | None):
+        self.root, self.manifest, self.tokenizer = root, manifest, tokenizer
+        self.postprocess_config = post
+        self.postprocessor = Postprocessor(post)
+        self.runner, self.variant, self.threads = runner, variant, threads
+        self.provider = runner.provider
+        self.providers = runner.session.get_providers()
+        self.fallback_reason = fallback_reason
+        self.inputs = runner.input_names
+        self.needs_pairs = bool(post.get("pairs"))
+
+    # -- loading -------------------------------------------------------------
+    @classmethod
+    def load(cls, bundle_dir, variant: str | None = None, providers=None, threads: int | None = None,
+             *, verify: bool = True) -> "Predictor":
+        """Load ``bundle_dir`` (``exports/<name>/<version>``, or ``exports/<name>`` for the newest).
+
+        ``variant``: one of the shipped variants; default: the manifest's choice for
+        the provider in use.  ``providers``: e.g. ``["CUDAExecutionProvider"]``;
+        default TensorRT -> CUDA -> CPU, whichever can start here.  ``threads``:
+        intra-op threads; default the CPUs this process may use.  ``verify``: check
+        every file's sha256 against the manifest (BundleError on any mismatch).
+        """
+        root = resolve_bundle_dir(bundle_dir)
+        manifest = verify_bundle(root) if verify else load_manifest(root)
+        if threads is None:
+            threads = available_cpus()
+        if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+            raise UsageError(f"threads must be a positive integer, got {threads!r}")
+        choice = choose_providers(providers)
+        if variant is not None:
+            variant = check_variant_name(variant)
+            if variant not in manifest.variants:
+                why = manifest.rejected.get(variant, "it was not built")
+                raise BundleError(f"bundle {manifest.model_id} has no {variant!r} variant: {why}",
+                                  hint="shipped: " + ", ".join(manifest.variants))
+            if choice.explicit:
+                for p in choice.wanted:
+                    check_combo(variant, p)
+            choice.usable = [p for p in choice.usable if support(variant, p).runnable]
+        chosen = variant or _default_variant(manifest, choice.usable[0])
+        path = root / manifest.variant_file(chosen)
+        session, used = create_session(path, choice.usable, threads)
+        fallback = None
+        gpu_wanted = [p for p in choice.wanted if p in GPU_PROVIDERS]
+        if gpu_wanted and used not in GPU_PROVIDERS:
+            reasons = [f"{p}: {choice.problems[p]}" for p in gpu_wanted if p in choice.problems]
+            fallback = ("; ".join(reasons) if reasons else
+                        f"onnxruntime did not start {' or '.join(gpu_wanted)} (see its log)")
+            fallback = f"running on {used}: " + fallback
+            if choice.explicit:
+                warnings.warn(fallback, RuntimeWarning, stacklevel=2)
+            else:
+                log.info(fallback)
+            if variant is None and _default_variant(manifest, used) != chosen:
+                chosen = _default_variant(manifest, used)
+                session, used = create_session(root / manifest.variant_file(chosen), [used], threads)
+        if support(chosen, used).level == NOT_RECOMMENDED:
+            warnings.warn(f"variant {chosen!r} on {used} is not recommended: "
+                          f"{support(chosen, used).reason}", RuntimeWarning, stacklevel=2)
+        post = _read_json(root / "postprocess.json")
+        tok = manifest.tokenizer
+        tokenizer = BundleTokenizer(root / tok["file"], max_length=tok["max_length"],
+                                    pad_id=tok.get("pad_id", 0))
+        return cls(root, manifest, post, tokenizer, Runner(session, used), chosen, threads, fallback)
+
+    # -- predicting ----------------------------------------------------------
+    def predict(self, texts: list[str], text_pairs: list[str] | None = None,
+                batch_size: int = 32) -> list[Prediction]:
+        """One :class:`Prediction` per text, in input order."""
+        texts = check_texts(texts, "texts")
+        raw, encodings = self._run(texts, text_pairs, batch_size)
+        if not encodings:
+            return []
+        return self.postprocessor(raw, texts, encodings)
+
+    def predict_raw(self, texts: list[str], text_pairs: list[str] | None = None,
+                    batch_size: int = 32):
+        """Model outputs in input order: ``[N, C]`` logits, ``[N]`` pair scores, ``[N, H]``
+        embeddings; for token tasks a list of ``[tokens_i, C]`` arrays (padding removed)."""
+        return self._run(texts, text_pairs, batch_size)[0]
+
+    def _run(self, texts, text_pairs, batch_size):
+        if self.needs_pairs and text_pairs is None:
+            raise UsageError(f"{self.manifest.model_id} was trained on text pairs",
+                             hint="pass text_pairs (one per text)")
+        batches = self.tokenizer.batches(texts, text_pairs, inputs=self.inputs,
+                                         batch_size=batch_size)
+        n = sum(len(b.index) for b in batches)
+        encodings: list = [None] * n
+        if self.manifest.kind == "token":
+            out: list | np.ndarray = [None] * n
+        else:
+            shape = [d if isinstance(d, int) else 0 for d in self.manifest.output["shape"][1:]]
+            out = np.zeros([n, *shape], dtype=np.float32)
+        for b in batches:
+            result = self.runner(b.feed)
+            for j, i in enumerate(b.index):
+                encodings[i] = b.encodings[j]
+                if self.manifest.kind == "token":
+                    out[i] = result[j, :len(b.encodings[j].ids)]
+            if self.manifest.kind != "token":
+                out[b.index] = result
+        return out, encodings
+
+    @property
+    def task(self) -> str:
+        return self.manifest.task
+
+    @property
+    def kind(self) -> str:
+        return self.manifest.kind
+
+    def info(self) -> dict:
+        m = self.manifest
+        return {"model": m.model_id, "name": m.name, "version": m.version, "task": m.task,
+                "kind": m.kind, "variant": self.variant, "provider": self.provider,
+                "providers": self.providers, "threads": self.threads,
+                "fallback_reason": self.fallback_reason, "labels": len(m.labels)}
+
+    def __repr__(self) -> str:
+        return (f"Predictor({self.manifest.model_id}, variant={self.variant}, "
+                f"provider={self.provider}, threads={self.threads})")
+
+
+def _default_variant(manifest: BundleManifest, provider: str) -> str:
+    chosen = manifest.defaults.get(provider)
+    if chosen in manifest.variants:
+        return chosen
+    for v in manifest.variants:
+        if support(v, provider).level == OK:
+            return v
+    return "fp32" if "fp32" in manifest.variants else next(iter(manifest.variants))
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise BundleError(f"{path} cannot be read: {e}", hint="re-export the run") from None
+
+
+__all__ = ["Predictor", "Prediction"]
