@@ -50,8 +50,14 @@ def run_tuneforge(epochs: float, limit: int | None) -> dict:
 def run_trainer(epochs: float, limit: int | None, pad128: bool) -> dict:
     import numpy as np
     import torch
-    from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding,
-                              Trainer, TrainerCallback, TrainingArguments)
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainerCallback,
+        TrainingArguments,
+    )
 
     from tuneforge.data import ColumnMap, load_dataset, stratified_split
     from tuneforge.models import resolve_model_path

@@ -13,7 +13,6 @@ from __future__ import annotations
 import codecs
 import csv
 import difflib
-import hashlib
 import json
 import math
 import os
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any, overload
 
 from .errors import ConfigError, DataError
+from .runinfo import sha256_file
 
 __all__ = ["SUPPORTED_FORMATS", "LABEL_KINDS", "ColumnMap", "Example", "Dataset", "LabelMap",
            "iter_records", "load_dataset", "stratified_split", "file_sha256"]
@@ -210,15 +210,11 @@ class LabelMap:
 
 
 def file_sha256(path: StrPath) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
+    """Hex SHA-256 of a file, read in 1 MiB chunks; a read failure is a :class:`DataError`."""
     try:
-        with open(path, "rb") as f:
-            while chunk := f.read(1 << 20):
-                digest.update(chunk)
+        return sha256_file(path)
     except OSError as e:
         raise DataError(f"cannot read file: {e.strerror}", path=path) from None
-    return digest.hexdigest()
 
 
 def iter_records(path: StrPath, fmt: str | None = None,

@@ -28,6 +28,7 @@ from torch import nn
 
 from .errors import ConfigError, UsageError
 from .tasks import TASK_KINDS
+
 POOLINGS = ("mean", "cls")
 
 

@@ -78,9 +78,9 @@ def make_run(root: Path, encoder_dir: str, kind: str = "classification", *, n_ro
 def torch_outputs(run: Path, texts: list[str], pairs: list[str] | None = None):
     """The PyTorch TaskModel's outputs for ``texts`` (tokenised by the HF tokenizer)."""
     import torch
+    from transformers import AutoTokenizer
 
     from tuneforge.modeling import TaskModel
-    from transformers import AutoTokenizer
 
     model = TaskModel.load(run / "model")
     tok = AutoTokenizer.from_pretrained(run / "model" / "encoder")

@@ -43,6 +43,24 @@ def minilm_dir():
     return str(resolve_model_path("all-MiniLM-L6-v2"))
 
 
+@pytest.fixture
+def plugin():
+    """Register plugin objects for one test: ``plugin(obj, name)``; always unregistered after."""
+    from tuneforge.plugin_manager import get_plugin_manager
+
+    pm = get_plugin_manager()
+    registered = []
+
+    def add(obj, name="test-plugin"):
+        pm.register(obj, name=name)
+        registered.append(obj)
+        return obj
+
+    yield add
+    for obj in registered:
+        pm.unregister(obj)
+
+
 def pytest_collection_modifyitems(config, items):
     """Skip `gpu` tests where onnxruntime has no CUDA provider."""
     try:

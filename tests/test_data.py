@@ -12,8 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from tuneforge.data import (SUPPORTED_FORMATS, ColumnMap, Dataset, Example, LabelMap, file_sha256,
-                            iter_records, load_dataset, stratified_split)
+from tuneforge.data import (
+    SUPPORTED_FORMATS,
+    ColumnMap,
+    Dataset,
+    Example,
+    LabelMap,
+    file_sha256,
+    iter_records,
+    load_dataset,
+    stratified_split,
+)
 from tuneforge.errors import ConfigError, DataError
 
 ROWS = [

@@ -7,8 +7,8 @@ from datetime import datetime, timedelta
 
 import numpy as np
 import pytest
-
 from _bundle_helpers import make_run, rewrite_output, torch_outputs
+
 from tuneforge.errors import BundleError, DataError, ParityError, UsageError
 from tuneforge.export import BundleManifest, export_run, planner, verify_bundle
 from tuneforge.export.bundle import sha256_file
@@ -171,6 +171,7 @@ def test_fp32_parity_failure_raises_and_leaves_nothing(cls_run, tmp_path, monkey
 def test_lossy_variant_that_drops_too_much_is_rejected(tiny_encoder_dir, tmp_path, monkeypatch):
     """Gold labels = PyTorch's own predictions; the fake INT8 graph negates the logits."""
     from _bundle_helpers import rows_for
+
     from tuneforge.export import quantize
 
     rows = rows_for("classification", 32)

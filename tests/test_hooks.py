@@ -16,22 +16,6 @@ from tuneforge.tasks import AppTemplate, TaskSpec
 from tuneforge.train import config_for_task, train
 
 
-@pytest.fixture
-def plugin():
-    """Register a test plugin object for one test; always unregistered after."""
-    pm = get_plugin_manager()
-    registered = []
-
-    def add(obj, name="test-plugin"):
-        pm.register(obj, name=name)
-        registered.append(obj)
-        return obj
-
-    yield add
-    for obj in registered:
-        pm.unregister(obj)
-
-
 class Recorder:
     """Implements the lifecycle hooks and a custom task with its own loader and validator."""
 

@@ -13,7 +13,7 @@ import pytest
 
 from tuneforge import hookimpl
 from tuneforge.errors import PluginError
-from tuneforge.plugin_manager import get_plugin_manager, plugin_infos, reset_plugin_manager
+from tuneforge.plugin_manager import plugin_infos, reset_plugin_manager
 from tuneforge.tasks import TaskSpec, all_tasks, get_task
 
 TUNEFORGE = [sys.executable, "-m", "tuneforge"]
@@ -156,24 +156,8 @@ class DuplicateTaskPlugin:
         register(TaskSpec(name="support-intents", kind="classification"))
 
 
-@pytest.fixture
-def registered():
-    """Register plugin objects for one test, unregister after."""
-    pm = get_plugin_manager()
-    added = []
-
-    def add(plugin, name):
-        pm.register(plugin, name=name)
-        added.append(plugin)
-        return plugin
-
-    yield add
-    for plugin in added:
-        pm.unregister(plugin)
-
-
-def test_duplicate_task_names_name_both_plugins(registered):
-    registered(DuplicateTaskPlugin(), "dup")
+def test_duplicate_task_names_name_both_plugins(plugin):
+    plugin(DuplicateTaskPlugin(), "dup")
     with pytest.raises(PluginError, match="task 'support-intents' is registered twice") as info:
         all_tasks()
     assert "'support_bot'" in str(info.value) and "'dup'" in str(info.value)
@@ -184,8 +168,8 @@ def test_unknown_task_lists_known_ones():
         get_task("nope")
 
 
-def test_directly_registered_plugins_show_in_infos(registered):
-    registered(DuplicateTaskPlugin(), "adhoc")
+def test_directly_registered_plugins_show_in_infos(plugin):
+    plugin(DuplicateTaskPlugin(), "adhoc")
     assert "adhoc" in {i.name for i in plugin_infos()}
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from _bundle_helpers import make_run, torch_outputs
+
 from tuneforge.errors import BundleError, UsageError
 from tuneforge.export import export_run
 from tuneforge.runtime import Batcher, Prediction, Predictor, available_cpus

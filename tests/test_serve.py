@@ -6,10 +6,10 @@ import json
 import threading
 
 import pytest
+from _bundle_helpers import make_run
 from fastapi import APIRouter
 from fastapi.testclient import TestClient
 
-from _bundle_helpers import make_run
 from tuneforge.export import export_run
 from tuneforge.runtime import Predictor
 from tuneforge.serve import create_app, parse_request

@@ -134,10 +134,10 @@ def test_seeded_runs_repeat_exactly(tmp_path, tiny_encoder_dir, data_dir):
 
 
 def test_early_stopping_keeps_the_best_evaluation(tiny_encoder_dir, monkeypatch):
+    import numpy as np
     from transformers import AutoModel
 
     from tuneforge.train.features import Features
-    import numpy as np
 
     model = TaskModel(AutoModel.from_pretrained(tiny_encoder_dir), ModelSpec("classification", ["a", "b"]))
     summary = apply_mode(model, "full")
@@ -220,3 +220,18 @@ def test_frozen_prefix_cache_matches_the_plain_forward(tiny_encoder_dir):
     for depth in (0, 1, 2):
         hidden = frozen_prefix(model, ids, mask, depth)
         assert torch.allclose(forward_from_prefix(model, hidden, mask, depth), model(ids, mask), atol=1e-5)
+
+
+def test_encoder_run_exports_a_pretrained_encoder_for_retrieval(tmp_path, tiny_encoder_dir):
+    import numpy as np
+
+    from tuneforge.export import export_run
+    from tuneforge.runtime import Predictor
+    from tuneforge.train import encoder_run
+
+    texts = ["where is my card", "card not arrived", "how to top up", "exchange rate for euros"]
+    run_dir = encoder_run(tiny_encoder_dir, texts, output_dir=str(tmp_path / "runs"))
+    bundle = export_run(run_dir, out_dir=tmp_path / "exports", name="enc", variants=["fp32"], measure=False)
+    vectors = np.asarray(Predictor.load(bundle).predict_raw(texts))
+    assert vectors.shape == (4, 32)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)  # unit vectors: dot = cosine

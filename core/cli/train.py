@@ -46,7 +46,8 @@ def register(cli: click.Group) -> None:
     def train(task, config_file, settings, progress, as_json, text_column, label_column, pair_column, **flags):
         """Fine-tune a task's model and write a run folder (model, report, config, provenance)."""
         from ..config import read_toml
-        from ..train import config_for_task, train as run_train
+        from ..train import config_for_task
+        from ..train import train as run_train
 
         overrides = {k: v for k, v in flags.items() if v is not None}
         columns = columns_from(text_column, label_column, pair_column)

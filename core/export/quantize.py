@@ -30,9 +30,8 @@ def candidates(sources) -> list[Int8Candidate]:
 
 def quantize_int8(src: str | Path, dst: str | Path, *, per_channel: bool) -> None:
     """INT8 weights for MatMul/Attention/Gather; activations quantised on the fly."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
     import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
 
     root = logging.getLogger()
     quiet = _DropPreprocessHint()

@@ -11,8 +11,7 @@ import numpy as np
 
 from ..errors import BundleError, UsageError
 from ..export.bundle import BundleManifest, load_manifest, resolve_bundle_dir, verify_bundle
-from ..export.planner import (GPU_PROVIDERS, NOT_RECOMMENDED, OK, check_combo,
-                              check_variant_name, support)
+from ..export.planner import GPU_PROVIDERS, NOT_RECOMMENDED, OK, check_combo, check_variant_name, support
 from .postprocess import Postprocessor, Prediction
 from .session import Runner, available_cpus, choose_providers, create_session
 from .tokenization import BundleTokenizer, check_texts

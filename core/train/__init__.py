@@ -18,7 +18,7 @@ from pathlib import Path
 from ..config import TrainConfig, resolve_config
 from ..tasks import get_task
 
-__all__ = ["RunResult", "TrainConfig", "config_for_task", "evaluate_run", "train"]
+__all__ = ["RunResult", "TrainConfig", "config_for_task", "encoder_run", "evaluate_run", "train"]
 
 
 @dataclass
@@ -53,3 +53,10 @@ def evaluate_run(run_dir: str | Path, data: str | Path, *, columns: dict | None 
     from .driver import evaluate_saved
 
     return evaluate_saved(Path(run_dir), Path(data), columns=columns, encoding=encoding)
+
+
+def encoder_run(base_model: str, sample_texts: list[str], **kwargs) -> Path:
+    """A run folder with ``base_model`` as an (untrained) embedding model, ready for export."""
+    from .driver import encoder_run as _encoder_run
+
+    return _encoder_run(base_model, sample_texts, **kwargs)

@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 
 from ..config import TrainConfig
-from ..data import ColumnMap, Dataset, LabelMap, load_dataset, stratified_split
+from ..data import ColumnMap, Dataset, Example, LabelMap, load_dataset, stratified_split
 from ..errors import ConfigError, DataError
 from ..metrics import headline
 from ..modeling import ModelSpec, TaskModel, build_task_model
@@ -202,6 +202,33 @@ def _save_model_atomically(model: TaskModel, tokenizer, target: Path) -> None:
     model.save(tmp, tokenizer)
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
+
+
+def encoder_run(base_model: str, sample_texts: list[str], *, output_dir: str = "runs",
+                run_name: str | None = None, max_length: int = 128, pooling: str = "mean") -> Path:
+    """A run folder holding ``base_model`` as-is as an embedding model (nothing trained).
+
+    For exporting a pretrained sentence encoder (e.g. for retrieval) through the same
+    export + parity path as trained models; ``sample_texts`` become the parity rows.
+    """
+    if not sample_texts:
+        raise DataError("encoder_run needs sample texts for the export parity check")
+    spec = ModelSpec(kind="embedding", base_model=base_model, max_length=max_length, pooling=pooling)
+    model, tokenizer = build_task_model(spec)
+    config = TrainConfig(task="embedding", base_model=base_model, mode="head", max_length=max_length,
+                         output_dir=output_dir, run_name=run_name, epochs=1)
+    from ..tasks import get_task
+
+    run_dir = new_run_dir(config, get_task("embedding"))
+    _save_model_atomically(model.eval(), tokenizer, run_dir / "model")
+    _dump_split(Dataset([Example(text=t, text_pair=t, line=i + 1) for i, t in enumerate(sample_texts)],
+                        label_kind="none"), run_dir / "splits" / "validation.jsonl")
+    write_json(run_dir / "config.json", config.to_dict())
+    write_json(run_dir / "metrics.json", {})
+    write_json(run_dir / "run.json", {"id": run_dir.name, "task": "embedding", "status": "complete",
+                                      "created": utc_now(), "versions": library_versions(),
+                                      "note": f"untrained snapshot of {base_model}"})
+    return run_dir
 
 
 def evaluate_saved(run_dir: Path, data: Path, *, columns: dict | None = None, encoding: str = "utf-8") -> dict:

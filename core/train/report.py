@@ -71,7 +71,8 @@ def write_report(run_dir: Path, *, task: str, mode: str, labels: list[str], metr
             lines.append(f"- {key}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in headline(value).items()))
     test = metrics.get("test", {})
     if "per_class" in test and "precision" in next(iter(test["per_class"].values()), {}):
-        lines += ["", "## Per class (test)", "", "| label | precision | recall | f1 | support |", "|---|---|---|---|---|"]
+        lines += ["", "## Per class (test)", "", "| label | precision | recall | f1 | support |",
+                  "|---|---|---|---|---|"]
         for lab, v in test["per_class"].items():
             lines.append(f"| {lab} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1']:.3f} | {v['support']} |")
     if "confusion_matrix" in test:
