@@ -235,3 +235,33 @@ def test_encoder_run_exports_a_pretrained_encoder_for_retrieval(tmp_path, tiny_e
     vectors = np.asarray(Predictor.load(bundle).predict_raw(texts))
     assert vectors.shape == (4, 32)
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)  # unit vectors: dot = cosine
+
+
+def test_resume_continues_an_interrupted_run_exactly(tmp_path, tiny_encoder_dir, data_dir, monkeypatch):
+    from tuneforge.train import resume
+
+    def config(name):
+        return tiny_config(tmp_path, tiny_encoder_dir, "text-classification", data_dir / "cls.csv",
+                           run_name=name, epochs=3, evals_per_epoch=1)
+
+    whole = train(config("whole"), progress=False)
+    real_checkpoint = Trainer._checkpoint
+    calls = []
+
+    def crash_after_first(self, *args, **kwargs):
+        real_checkpoint(self, *args, **kwargs)
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("simulated crash")
+
+    monkeypatch.setattr(Trainer, "_checkpoint", crash_after_first)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(config("broken"), progress=False)
+    run_dir = tmp_path / "runs" / "broken"
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "failed"
+    monkeypatch.setattr(Trainer, "_checkpoint", real_checkpoint)
+    resumed = resume(run_dir, progress=False)
+    assert resumed.run_dir == run_dir
+    assert resumed.fit["losses"] == whole.fit["losses"]  # same steps, same data order, same weights
+    assert resumed.metrics["test"]["accuracy"] == whole.metrics["test"]["accuracy"]
+    assert not (run_dir / "checkpoint.pt").exists()

@@ -38,7 +38,8 @@ def register(cli: click.Group) -> None:
     @click.option("--seed", type=int)
     @click.option("--output-dir", type=click.Path(file_okay=False), help="Where run folders go (default runs/).")
     @click.option("--run-name", help="Run folder name (default: TASK-MODE-TIMESTAMP).")
-    @click.option("--resume", type=click.Path(exists=True), help="Continue an interrupted run from its folder.")
+    @click.option("--resume", type=click.Path(exists=True, file_okay=False),
+                  help="Continue an interrupted run from its folder (with the run's own config).")
     @columns_option
     @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="Any other TrainConfig field.")
     @click.option("--progress/--no-progress", default=True, help="Show the progress bar.")
@@ -61,11 +62,14 @@ def register(cli: click.Group) -> None:
             task = (read_toml(config_file, table="train").get("task") if config_file else None) \
                 or "text-classification"
         config = config_for_task(task, file=config_file, **overrides)
-        result = run_train(config, progress=progress)
-        if as_json:
-            echo_json(result.to_dict())
-            return
-        test = result.metrics["test"]
-        shown = ", ".join(f"{k}={v:.4f}" for k, v in test.items() if isinstance(v, float))
-        click.echo(f"test: {shown}")
-        click.echo(f"run: {result.run_dir}")
+        _report(run_train(config, progress=progress), as_json)
+
+
+def _report(result, as_json: bool) -> None:
+    if as_json:
+        echo_json(result.to_dict())
+        return
+    test = result.metrics["test"]
+    shown = ", ".join(f"{k}={v:.4f}" for k, v in test.items() if isinstance(v, float))
+    click.echo(f"test: {shown}")
+    click.echo(f"run: {result.run_dir}")

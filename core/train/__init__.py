@@ -18,7 +18,7 @@ from pathlib import Path
 from ..config import TrainConfig, resolve_config
 from ..tasks import get_task
 
-__all__ = ["RunResult", "TrainConfig", "config_for_task", "encoder_run", "evaluate_run", "train"]
+__all__ = ["RunResult", "TrainConfig", "config_for_task", "encoder_run", "evaluate_run", "resume", "train"]
 
 
 @dataclass
@@ -45,6 +45,20 @@ def train(config: TrainConfig, *, progress: bool = True) -> RunResult:
 
     task = get_task(config.task)
     return run_training(task, config, get_plugin_manager(), progress=progress)
+
+
+def resume(run_dir: str | Path, *, progress: bool = True) -> RunResult:
+    """Continue an interrupted run from its last checkpoint, with the config it was started with."""
+    import json
+
+    from ..errors import UsageError
+
+    config_path = Path(run_dir) / "config.json"
+    if not config_path.is_file():
+        raise UsageError(f"{run_dir} is not a run folder (no config.json)", hint="pass a folder under runs/")
+    config = TrainConfig.from_dict({**json.loads(config_path.read_text()), "resume": str(run_dir)},
+                                   source=str(config_path))
+    return train(config, progress=progress)
 
 
 def evaluate_run(run_dir: str | Path, data: str | Path, *, columns: dict | None = None,

@@ -168,7 +168,8 @@ def run_training(task: TaskSpec, config: TrainConfig, pm, *, progress: bool = Tr
             extra["zero_shot_test"] = zero_shot_metrics(spec, test_ds, label_ids, config)
         model = merge_lora(trainer.model)
         _save_model_atomically(model, tokenizer, run_dir / "model")
-        (run_dir / "checkpoint.pt").unlink(missing_ok=True)
+        for name in ("checkpoint.pt", "best.pt"):
+            (run_dir / name).unlink(missing_ok=True)
         fit_d = fit.to_dict()
         fit_d["throughput_examples_per_s"] = fit.train_examples_seen / max(fit.train_seconds, 1e-9)
         write_json(run_dir / "metrics.json", {k: headline(v) for k, v in metrics.items()})

@@ -225,7 +225,9 @@ class Trainer:
         best_state = None
         patience = 0
         micro = 0
-        start_micro = self._maybe_resume(optimizer, schedule, rng)
+        start_micro, resumed = self._maybe_resume(optimizer, schedule)
+        if resumed:
+            result, patience, best_state = resumed
         if self.prefix_depth:  # build caches before the clock starts counting throughput
             self._cached(train)
             if val is not None:
@@ -283,7 +285,8 @@ class Trainer:
                         patience = 0
                     else:
                         patience += 1
-                    self._checkpoint(optimizer, schedule, rng, micro, result)
+                    self._checkpoint(optimizer, schedule, micro, result, patience,
+                                     best_state if better else None)
                     if cfg.early_stopping_patience and patience >= cfg.early_stopping_patience:
                         result.stopped_early = True
                         break
@@ -295,28 +298,38 @@ class Trainer:
         return result
 
     # -- checkpoints -----------------------------------------------------------
-    def _checkpoint(self, optimizer, schedule, rng, micro: int, result: FitResult) -> None:
+    def _checkpoint(self, optimizer, schedule, micro: int, result: FitResult, patience: int,
+                    new_best: dict | None) -> None:
+        """Everything ``--resume`` needs; the best weights go to best.pt when they change."""
         if self.run_dir is None:
             return
-        path = self.run_dir / "checkpoint.pt"
-        tmp = path.with_suffix(".tmp")
-        torch.save({"model": self.model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "schedule": schedule.state_dict(), "micro": micro,
-                    "torch_rng": torch.get_rng_state(), "result": result.to_dict()}, tmp)
-        tmp.replace(path)
 
-    def _maybe_resume(self, optimizer, schedule, rng) -> int:
+        def save(obj, name):
+            tmp = self.run_dir / f".{name}.tmp"
+            torch.save(obj, tmp)
+            tmp.replace(self.run_dir / name)
+
+        if new_best is not None:
+            save(new_best, "best.pt")
+        save({"model": self.model.state_dict(), "optimizer": optimizer.state_dict(),
+              "schedule": schedule.state_dict(), "micro": micro, "patience": patience,
+              "torch_rng": torch.get_rng_state(), "result": result.to_dict()}, "checkpoint.pt")
+
+    def _maybe_resume(self, optimizer, schedule) -> tuple[int, tuple | None]:
+        """Restore a checkpoint: returns (micro-steps done, (result, patience, best weights))."""
         if not self.config.resume:
-            return 0
-        path = Path(self.config.resume)
-        path = path / "checkpoint.pt" if path.is_dir() else path
+            return 0, None
         from ..errors import UsageError
 
+        path = Path(self.config.resume)
+        path = path / "checkpoint.pt" if path.is_dir() else path
         if not path.is_file():
-            raise UsageError(f"no checkpoint at {path}", hint="pass the run folder of an earlier run")
+            raise UsageError(f"no checkpoint at {path}", hint="pass the folder of a run that was interrupted")
         state = torch.load(path, map_location=self.device, weights_only=False)
         self.model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
         torch.set_rng_state(state["torch_rng"])
-        return int(state["micro"])
+        best_path = path.parent / "best.pt"
+        best = torch.load(best_path, map_location=self.device) if best_path.is_file() else None
+        return int(state["micro"]), (FitResult(**state["result"]), int(state["patience"]), best)
