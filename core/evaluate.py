@@ -12,7 +12,7 @@ import numpy as np
 
 from .data import ColumnMap, load_dataset
 from .errors import UsageError
-from .metrics import compute_metrics
+from .metrics import compute_metrics, encode_targets
 
 LABEL_KINDS = {"classification": "single", "multilabel": "multi", "pair": "score"}
 
@@ -37,15 +37,7 @@ def evaluate_bundle(bundle: str | Path, data: str | Path, *, columns: dict | Non
                       label_kind=LABEL_KINDS[kind], labels=labels or None, encoding=encoding)
     pairs = [e.text_pair for e in ds.examples] if kind == "pair" else None
     outputs = predictor.predict_raw(ds.texts(), pairs, batch_size=batch_size)
-    ids = {name: i for i, name in enumerate(labels)}
-    if kind == "classification":
-        targets = np.array([ids[e.label] for e in ds.examples])
-    elif kind == "multilabel":
-        targets = np.zeros((len(ds), len(labels)), dtype=np.float32)
-        for i, e in enumerate(ds.examples):
-            targets[i, [ids[y] for y in e.label]] = 1
-    else:
-        targets = np.array([float(e.label) for e in ds.examples], dtype=np.float32)
+    targets = encode_targets(kind, ds.labels(), {name: i for i, name in enumerate(labels)})
     metrics = compute_metrics(kind, np.asarray(outputs), targets, labels)
     return {"bundle": str(bundle), "variant": predictor.variant, "provider": predictor.provider,
             "data": str(data), "sha256": ds.sha256, "metrics": metrics}

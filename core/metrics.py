@@ -11,6 +11,21 @@ from __future__ import annotations
 import numpy as np
 
 
+def encode_targets(kind: str, labels: list, label_ids: dict[str, int]) -> np.ndarray:
+    """Gold labels as arrays: class ids, multi-hot rows, floats (zeros for embeddings)."""
+    if kind == "classification":
+        return np.array([label_ids[y] for y in labels], dtype=np.int64)
+    if kind == "multilabel":
+        out = np.zeros((len(labels), len(label_ids)), dtype=np.float32)
+        for i, ys in enumerate(labels):
+            for y in ys:
+                out[i, label_ids[y]] = 1.0
+        return out
+    if kind == "pair":
+        return np.array([float(y) for y in labels], dtype=np.float32)
+    return np.zeros(len(labels), dtype=np.float32)  # embedding: targets are positional
+
+
 def softmax(x: np.ndarray) -> np.ndarray:
     z = x - x.max(axis=-1, keepdims=True)
     e = np.exp(z)

@@ -91,3 +91,20 @@ def test_predict_without_input_says_what_to_pass(tmp_path):
 def test_set_requires_key_value():
     result = CliRunner().invoke(cli, ["train", "--task", "support-intents", "--set", "oops"])
     assert result.exit_code == 2 and "--set expects KEY=VALUE" in result.output
+
+
+def test_toml_config_with_cli_overrides_is_resolved_and_saved(tmp_path, tiny_encoder_dir):
+    import json
+
+    data = tmp_path / "d.csv"
+    data.write_text("text,label\n" + "".join(f"{w} item {i},{w}\n" for i in range(12) for w in ("yes", "no")))
+    cfg = tmp_path / "train.toml"
+    cfg.write_text(f'[train]\ntask = "text-classification"\ndata = "{data}"\nepochs = 1\nseed = 3\n'
+                   f'base_model = "{tiny_encoder_dir}"\n[train.columns]\ntext = "text"\n')
+    result = CliRunner().invoke(cli, ["train", "--config", str(cfg), "--seed", "9", "--set", "batch_size=4",
+                                      "--output-dir", str(tmp_path / "runs"), "--run-name", "r", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((tmp_path / "runs" / "r" / "config.json").read_text())
+    assert (saved["epochs"], saved["seed"], saved["batch_size"]) == (1, 9, 4)  # file < flags < --set
+    assert saved["columns"] == {"text": "text"} and saved["task"] == "text-classification"
+    assert json.loads((tmp_path / "runs" / "r" / "labels.json").read_text())["labels"] == ["no", "yes"]

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..metrics import encode_targets
+
 IGNORE = -100
 
 
@@ -32,20 +34,6 @@ class Features:
         if self.pair_ids is None:
             return [len(x) for x in self.input_ids]
         return [max(len(a), len(b)) for a, b in zip(self.input_ids, self.pair_ids)]
-
-
-def encode_targets(kind: str, labels: list, label_ids: dict[str, int]) -> np.ndarray:
-    if kind == "classification":
-        return np.array([label_ids[y] for y in labels], dtype=np.int64)
-    if kind == "multilabel":
-        out = np.zeros((len(labels), len(label_ids)), dtype=np.float32)
-        for i, ys in enumerate(labels):
-            for y in ys:
-                out[i, label_ids[y]] = 1.0
-        return out
-    if kind == "pair":
-        return np.array([float(y) for y in labels], dtype=np.float32)
-    return np.zeros(len(labels), dtype=np.float32)  # embedding: targets are positional
 
 
 def encode(tokenizer, examples, kind: str, label_ids: dict[str, int], max_length: int) -> Features:

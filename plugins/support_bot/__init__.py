@@ -1,19 +1,38 @@
-"""Support bot: banking intent classification (BANKING77, CC BY 4.0, see NOTICE.md).
+"""Support bot: banking intents (BANKING77, CC BY 4.0, see NOTICE.md), answer templates,
+a knowledge base searched with FAISS, calibrated hand-off to humans, feedback and retraining.
 
-This module is the plugin (entry point ``support_bot``); the chat app lives in
-``tuneforge.apps.support_bot``.
+This module is the plugin (entry point ``support_bot``) and stays import-light: it is
+loaded for every CLI call.  The pieces, one job each:
+
+==================  =============================================================
+``knowledge``       answer templates (YAML) and knowledge-base chunking
+``retrieval``       FAISS index over chunk embeddings, incremental rebuild
+``calibrate``       thresholds for a target precision; ``thresholds.json``
+``cascade``         template -> retrieval -> clarify -> hand-off
+``conversation``    sessions, memory, /help /reset /quit, turns recorded
+``store``           SQLite transcripts, feedback, tickets (masked by ``pii``)
+``bot`` / ``build`` a bot folder: load it / build it
+``feedback``        marking turns, labelling tickets, folding them into data
+``retrain`` / ``evaluate`` / ``routes`` / ``commands``
+==================  =============================================================
+
+The terminal app is ``tuneforge.apps.support_bot`` (``tuneforge chat``).
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 from pathlib import Path
 
 from tuneforge import hookimpl
 from tuneforge.tasks import TaskSpec
 
 DATA = Path(__file__).parent / "data"
+KB = Path(__file__).parent / "kb"
 TASK = "support-intents"
+log = logging.getLogger(__name__)
 
 
 @hookimpl
@@ -28,3 +47,36 @@ def tuneforge_register_tasks(register):
         train_defaults={"mode": "full", "epochs": 3, "max_length": 64, "batch_size": 32,
                         "learning_rate": 1e-4},
     ))
+
+
+@hookimpl
+def tuneforge_register_commands(cli):
+    from .commands import register
+
+    register(cli)
+
+
+@hookimpl
+def tuneforge_register_routes(register, task, predictor):
+    """``tuneforge serve`` of a support-intents bundle also serves /v1/chat and /v1/feedback,
+    when a bot folder exists ($TUNEFORGE_SUPPORT_BOT or bots/support-bot)."""
+    if task is None or task.name != TASK:
+        return
+    from .bot import DEFAULT_BOT_DIR
+
+    bot_dir = Path(os.environ.get("TUNEFORGE_SUPPORT_BOT", DEFAULT_BOT_DIR))
+    if not (bot_dir / "bot.json").is_file():
+        log.warning("support bot: no bot folder at %s, /v1/chat is off "
+                    "(build one with `tuneforge support-bot build`)", bot_dir)
+        return
+    from .routes import make_router
+    from .service import load_conversation
+
+    conversation, bot = load_conversation(bot_dir, intent_predictor=predictor)
+    from .bot import BotConfig, resolve
+
+    wanted = resolve(bot_dir, BotConfig.load(bot_dir).intent_bundle).resolve()
+    if Path(predictor.root).resolve() != wanted:
+        log.warning("support bot: serving %s but %s was calibrated for %s; "
+                    "run `tuneforge support-bot calibrate`", predictor.root, bot_dir, wanted)
+    register(make_router(conversation, list(predictor.manifest.labels)))

@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 
 EMAIL = re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b")
-# Two letters, two check digits, then 11-30 letters/digits, possibly grouped by spaces.
-IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{1,4}){3,8}\b", re.IGNORECASE)
+# Two letters, two check digits, then 11-30 letters/digits: compact, or in groups of four.
+IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:[A-Z0-9]{11,30}|(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?)\b",
+                  re.IGNORECASE)
 # 13-19 digits, optionally grouped by single spaces or dashes (e.g. "4111 1111 1111 1111").
 CARD = re.compile(r"(?<![\d+])\d(?:[ -]?\d){12,18}(?!\d)")
 # An optional +country code, then 9-15 digits grouped by spaces, dots, dashes or brackets.

@@ -1,0 +1,118 @@
+"""Build a bot folder: export the retrieval encoder, index the knowledge base, calibrate the thresholds.
+
+Training and export are core's (``tuneforge.train.encoder_run``, ``tuneforge.export.export_run``);
+this module only says what to build.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from tuneforge.errors import UsageError
+
+from .bot import Bot, BotConfig, resolve
+from .calibrate import Thresholds, threshold_for_precision
+from .datasets import ANSWERS, INTENT_TEST, KB_DIR, KB_QUESTIONS, OUT_OF_SCOPE, kb_questions, labelled_questions
+from .datasets import out_of_scope as load_oos
+from .knowledge import load_documents
+from .retrieval import build_index
+
+ENCODER_NAME = "support-encoder"
+
+
+def build_encoder(base_model: str, sample_texts: list[str], *, out_dir: str | Path = "exports",
+                  variants: list[str] | None = None, measure: bool = True,
+                  progress: Callable[[str], None] | None = None) -> Path:
+    """Export ``base_model`` (untrained) as an embedding bundle through core's export path."""
+    from tuneforge.export import export_run
+    from tuneforge.train import encoder_run
+
+    with tempfile.TemporaryDirectory(prefix="tuneforge-encoder-") as runs:
+        run = encoder_run(base_model, sample_texts[:256], output_dir=runs)
+        return export_run(run, out_dir=out_dir, name=ENCODER_NAME, variants=variants,
+                          measure=measure, progress=progress)
+
+
+def calibrate(bot: Bot, *, target: float = 0.9, questions: list[tuple[str, str]],
+              oos: list[str], kb: list[tuple[str, str]], min_accepted: int = 5) -> Thresholds:
+    """Thresholds for ``target`` precision on held-out data (see :mod:`.calibrate`).
+
+    intent: correct = the top intent is the labelled one (out-of-scope: never correct);
+    clarify: correct = the labelled intent is one of the top two;
+    retrieval: correct = the best passage comes from the expected file (out-of-scope: never).
+    """
+    if not questions or not oos:
+        raise UsageError("calibration needs labelled in-scope questions and out-of-scope questions")
+    texts = [q for q, _ in questions] + oos
+    gold = [y for _, y in questions] + [None] * len(oos)
+    probs = bot.score_intents(texts)
+    top = [sorted(p.items(), key=lambda kv: -kv[1])[:2] for p in probs]
+    p1 = [t[0][1] for t in top]
+    intent = threshold_for_precision(p1, [t[0][0] == y for t, y in zip(top, gold)], target,
+                                     min_accepted=min_accepted)
+    # clarify only matters below the intent threshold: calibrate on those items
+    below = [i for i, p in enumerate(p1) if p < intent.threshold]
+    clarify = threshold_for_precision([sum(p for _, p in top[i]) for i in below],
+                                      [gold[i] in {lab for lab, _ in top[i]} for i in below], target,
+                                      min_accepted=min_accepted) if below else None
+    r_texts = [q for q, _ in kb] + oos
+    r_gold = [s for _, s in kb] + [None] * len(oos)
+    hits = bot.retrieve(r_texts, 1)
+    retrieval = threshold_for_precision([h[0].score if h else -1.0 for h in hits],
+                                        [bool(h) and h[0].chunk.source == s for h, s in zip(hits, r_gold)],
+                                        target, min_accepted=min_accepted)
+    details = {"intent": intent.to_dict(), "retrieval": retrieval.to_dict(),
+               "clarify": clarify.to_dict() if clarify else None,
+               "data": {"in_scope": len(questions), "out_of_scope": len(oos), "kb_questions": len(kb)}}
+    return Thresholds(intent=intent.threshold, retrieval=retrieval.threshold,
+                      clarify=clarify.threshold if clarify else float("inf"), target_precision=target,
+                      details=details)
+
+
+def calibrate_bot(bot_dir: str | Path, *, target: float = 0.9, questions_file: str | Path = INTENT_TEST,
+                  oos_file: str | Path = OUT_OF_SCOPE, kb_questions_file: str | Path = KB_QUESTIONS,
+                  half: str | None = "calibration") -> Thresholds:
+    """Calibrate a built bot on the calibration half of the question sets; saves thresholds.json."""
+    placeholder = Thresholds(intent=2.0, retrieval=2.0)
+    bot = Bot.load(bot_dir, thresholds=placeholder)
+    th = calibrate(bot, target=target, questions=labelled_questions(questions_file, half),
+                   oos=load_oos(oos_file, half), kb=kb_questions(kb_questions_file, half))
+    th.save(Path(bot_dir) / "thresholds.json")
+    return th
+
+
+def build_bot(bot_dir: str | Path, intent_bundle: str | Path, *, encoder_bundle: str | Path | None = None,
+              base_model: str = "all-MiniLM-L6-v2", kb_dir: str | Path = KB_DIR,
+              answers: str | Path = ANSWERS, target: float = 0.9, exports: str | Path = "exports",
+              encoder_variants: list[str] | None = None, measure: bool = True,
+              calibration: dict | None = None, progress: Callable[[str], None] = lambda s: None) -> dict:
+    """Create or refresh ``bot_dir``; returns what was done (index stats, thresholds)."""
+    from tuneforge.export.bundle import resolve_bundle_dir
+
+    bot_dir = Path(bot_dir)
+    intent_bundle = resolve_bundle_dir(intent_bundle)
+    if encoder_bundle is None:
+        progress(f"exporting {base_model} as the retrieval encoder")
+        samples = [c.text for d in load_documents(kb_dir) for c in d.chunks]
+        encoder_bundle = build_encoder(base_model, samples, out_dir=exports, variants=encoder_variants,
+                                       measure=measure)
+    encoder_bundle = resolve_bundle_dir(encoder_bundle)
+    config = BotConfig(intent_bundle=str(Path(intent_bundle).resolve()),
+                       encoder_bundle=str(Path(encoder_bundle).resolve()),
+                       kb_dir=str(Path(kb_dir).resolve()), answers=str(Path(answers).resolve()))
+    config.save(bot_dir)
+    from tuneforge.runtime import Predictor
+
+    encoder = Predictor.load(encoder_bundle)
+    progress("indexing the knowledge base")
+    _, stats = build_index(resolve(bot_dir, config.kb_dir), bot_dir / "index",
+                           lambda t: np.asarray(encoder.predict_raw(t), dtype=np.float32),
+                           encoder_id=encoder.manifest.model_id, hnsw_above=config.hnsw_above)
+    progress("calibrating thresholds")
+    th = calibrate_bot(bot_dir, target=target, **(calibration or {}))
+    return {"bot_dir": str(bot_dir), "config": config.to_dict(), "index": stats.to_dict(),
+            "thresholds": th.to_dict()}

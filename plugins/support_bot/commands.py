@@ -1,0 +1,205 @@
+"""``tuneforge support-bot ...`` and the ``tuneforge chat`` alias (registered by the plugin's hook).
+
+Heavy imports (onnxruntime, faiss, torch) happen inside the commands.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import click
+
+EXAMPLE = """\b
+Examples:
+  tuneforge train --task support-intents --mode top-k --epochs 3
+  tuneforge export runs/support-intents-top-k-<time>
+  tuneforge support-bot build --intent-bundle exports/support-intents
+  tuneforge chat --debug
+  tuneforge support-bot serve --port 8000
+  tuneforge support-bot eval
+  tuneforge support-bot feedback --turn 12 wrong --intent card_arrival
+  tuneforge support-bot feedback --ticket 3 --intent lost_or_stolen_card
+  tuneforge support-bot retrain --max-drop 0.01"""
+
+
+def _bot_dir_default() -> str:
+    from .bot import DEFAULT_BOT_DIR
+
+    return os.environ.get("TUNEFORGE_SUPPORT_BOT", DEFAULT_BOT_DIR)
+
+
+def bot_dir_option(f):
+    return click.option("--bot-dir", default=_bot_dir_default,
+                        show_default="$TUNEFORGE_SUPPORT_BOT or bots/support-bot",
+                        type=click.Path(file_okay=False), help="The bot folder.")(f)
+
+
+def _echo(data, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(data, indent=2, default=str))
+    else:
+        for key, value in data.items():
+            click.echo(f"{key}: {json.dumps(value, default=str) if isinstance(value, (dict, list)) else value}")
+
+
+def _chat(bot_dir, debug, session):
+    from tuneforge.apps.support_bot import run_chat
+
+    run_chat(bot_dir, debug=debug, session=session)
+
+
+def chat_command(name: str) -> click.Command:
+    @click.command(name=name, epilog=EXAMPLE)
+    @bot_dir_option
+    @click.option("--debug", "show_debug", is_flag=True, help="Show intent, confidence, sources and timing per turn.")
+    @click.option("--session", help="Session id (default: a new one).")
+    def chat(bot_dir, show_debug, session):
+        """Chat with the support bot in the terminal (/help, /reset, /quit)."""
+        _chat(bot_dir, show_debug, session)
+
+    return chat
+
+
+@click.group(name="support-bot", epilog=EXAMPLE)
+def group():
+    """The support bot: build, chat, serve, evaluate, collect feedback, retrain."""
+
+
+group.add_command(chat_command("chat"))
+
+
+@group.command(epilog=EXAMPLE)
+@bot_dir_option
+@click.option("--intent-bundle", required=True, type=click.Path(exists=True, file_okay=False),
+              help="A support-intents bundle (exports/support-intents for the newest version).")
+@click.option("--encoder-bundle", type=click.Path(exists=True, file_okay=False),
+              help="An embedding bundle for retrieval (default: export --base-model now).")
+@click.option("--base-model", default="all-MiniLM-L6-v2", show_default=True)
+@click.option("--kb", "kb_dir", type=click.Path(exists=True, file_okay=False), help="Knowledge-base folder.")
+@click.option("--answers", type=click.Path(exists=True, dir_okay=False), help="Answer templates (YAML).")
+@click.option("--target-precision", default=0.9, show_default=True, type=float)
+@click.option("--exports", default="exports", show_default=True, type=click.Path(file_okay=False))
+@click.option("--json", "as_json", is_flag=True)
+def build(bot_dir, intent_bundle, encoder_bundle, base_model, kb_dir, answers, target_precision, exports, as_json):
+    """Create a bot folder: export the encoder, index the knowledge base, calibrate thresholds."""
+    from .build import build_bot
+    from .datasets import ANSWERS, KB_DIR
+
+    result = build_bot(bot_dir, intent_bundle, encoder_bundle=encoder_bundle, base_model=base_model,
+                       kb_dir=kb_dir or KB_DIR, answers=answers or ANSWERS, target=target_precision,
+                       exports=exports, progress=lambda s: click.echo(s, err=True))
+    _echo(result, as_json)
+
+
+@group.command(epilog=EXAMPLE)
+@bot_dir_option
+@click.option("--target-precision", default=0.9, show_default=True, type=float)
+def calibrate(bot_dir, target_precision):
+    """Re-calibrate the thresholds on the calibration half of the bundled question sets."""
+    from .build import calibrate_bot
+
+    _echo(calibrate_bot(bot_dir, target=target_precision).to_dict(), True)
+
+
+@group.command(epilog=EXAMPLE)
+@bot_dir_option
+def index(bot_dir):
+    """Rebuild the knowledge index, re-embedding only documents that changed."""
+    from .bot import Bot, BotConfig, resolve
+    from .retrieval import build_index
+
+    config = BotConfig.load(bot_dir)
+    bot = Bot.load(bot_dir, refresh_index=False)
+    _, stats = build_index(resolve(bot_dir, config.kb_dir), bot.dir / "index", bot.embed,
+                           encoder_id=bot.encoder.manifest.model_id, hnsw_above=config.hnsw_above)
+    _echo(stats.to_dict(), False)
+
+
+@group.command(epilog=EXAMPLE)
+@bot_dir_option
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--token", envvar="TUNEFORGE_TOKEN", help="Require this bearer token (env TUNEFORGE_TOKEN).")
+def serve(bot_dir, host, port, token):
+    """Serve the bot on core's HTTP server: POST /v1/chat, /v1/feedback (+ /v1/predict, /healthz, /metrics)."""
+    from tuneforge.serve import create_app, run_server
+
+    from .routes import make_router
+    from .service import load_conversation
+
+    conv, bot = load_conversation(bot_dir)
+    app = create_app(bot.intent_predictor, token=token,
+                     routes=[make_router(conv, list(bot.intent_predictor.manifest.labels))])
+    click.echo(f"support bot {bot_dir} at http://{host}:{port}  (POST /v1/chat, /v1/feedback)", err=True)
+    run_server(app, host=host, port=port)
+
+
+@group.command(name="eval", epilog=EXAMPLE)
+@bot_dir_option
+@click.option("--sample", default=400, show_default=True, type=int,
+              help="In-scope questions run through the whole cascade (for answer shares and latency).")
+@click.option("--json", "as_json", is_flag=True)
+def evaluate(bot_dir, sample, as_json):
+    """Intent accuracy, out-of-scope precision/recall, retrieval recall@1/@5, answer kinds, latency."""
+    from .bot import Bot
+    from .evaluate import evaluate_bot
+
+    _echo(evaluate_bot(Bot.load(bot_dir), cascade_sample=sample).to_dict(), as_json)
+
+
+@group.command(epilog=EXAMPLE)
+@bot_dir_option
+@click.option("--turn", "turn_id", type=int, help="Turn id (shown with chat --debug, returned by /v1/chat).")
+@click.option("--ticket", "ticket_id", type=int, help="Hand-off ticket id.")
+@click.argument("verdict", required=False, type=click.Choice(["right", "wrong"]))
+@click.option("--intent", help="The right intent (a wrong turn, or a ticket).")
+def feedback(bot_dir, turn_id, ticket_id, verdict, intent):
+    """Mark a turn right/wrong, or label a hand-off ticket with the intent it should have had."""
+    from .feedback import record_feedback
+    from .service import bot_labels, open_store
+
+    with open_store(bot_dir) as store:
+        _echo(record_feedback(store, bot_labels(bot_dir), turn_id=turn_id, ticket_id=ticket_id,
+                              verdict=verdict, intent=intent), False)
+
+
+@group.command(epilog=EXAMPLE)
+@bot_dir_option
+@click.option("--status", type=click.Choice(["open", "labelled"]), help="Only tickets with this status.")
+@click.option("--turns", "show_turns", type=int, default=0, help="Also list the last N turns.")
+def tickets(bot_dir, status, show_turns):
+    """List hand-off tickets (masked) and, with --turns N, the last N turns."""
+    from .service import open_store
+
+    with open_store(bot_dir) as store:
+        for t in store.tickets(status):
+            click.echo(f"#{t['id']} [{t['status']}] {t['question']}" + (f" -> {t['label']}" if t["label"] else ""))
+        for r in store.turns(limit=show_turns) if show_turns else []:
+            click.echo(f"turn {r['id']} {r['kind']} {r['intent'] or '-'} {r['feedback'] or ''}: {r['user_text']}")
+
+
+@group.command(epilog=EXAMPLE)
+@bot_dir_option
+@click.option("--max-drop", default=0.01, show_default=True, type=float,
+              help="Largest accuracy drop on the old test set (fraction) that still replaces the model.")
+@click.option("--mode", default="top-k", show_default=True)
+@click.option("--epochs", default=3.0, show_default=True, type=float)
+@click.option("--runs", default="runs", show_default=True, type=click.Path(file_okay=False))
+@click.option("--exports", default="exports", show_default=True, type=click.Path(file_okay=False))
+@click.option("--json", "as_json", is_flag=True)
+def retrain(bot_dir, max_drop, mode, epochs, runs, exports, as_json):
+    """Fold labelled feedback into the training data; train + export a new intent bundle; compare."""
+    from .retrain import retrain as run_retrain
+
+    report = run_retrain(bot_dir, max_drop=max_drop, runs=runs, exports=exports,
+                         train_settings={"mode": mode, "epochs": epochs},
+                         progress=lambda s: click.echo(s, err=True))
+    _echo(report.to_dict(), as_json)
+    if not report.accepted:
+        click.echo(f"kept the old model: {report.reason}", err=True)
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(group)
+    cli.add_command(chat_command("chat"))

@@ -1,0 +1,89 @@
+"""Evaluate a built bot on the evaluation half of the bundled question sets.
+
+Reports intent accuracy, out-of-scope precision/recall at the calibrated intent threshold
+(out-of-scope = "not answered from a template"), template precision, retrieval recall@1/@5
+on paraphrased knowledge-base questions, and -- running the whole cascade turn by turn --
+the share of answers by kind per question set and the per-turn latency.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from .bot import Bot
+from .cascade import Memory
+from .datasets import INTENT_TEST, KB_QUESTIONS, OUT_OF_SCOPE, kb_questions, labelled_questions, out_of_scope
+
+
+@dataclass
+class EvalReport:
+    intent_accuracy: float
+    n_in_scope: int
+    n_out_of_scope: int
+    oos_precision: float
+    oos_recall: float
+    template_precision: float      # of in-scope + out-of-scope questions answered by a template
+    template_coverage: float       # share of in-scope questions answered by a template
+    retrieval_recall_at_1: float
+    retrieval_recall_at_5: float
+    n_kb_questions: int
+    kinds: dict = field(default_factory=dict)        # set -> {kind: share}
+    latency_ms: dict = field(default_factory=dict)   # p50 / p95 / mean per turn
+    thresholds: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _ratio(a: float, b: float) -> float:
+    return float(a / b) if b else 0.0
+
+
+def evaluate_bot(bot: Bot, *, half: str | None = "evaluation", questions_file=INTENT_TEST,
+                 oos_file=OUT_OF_SCOPE, kb_file=KB_QUESTIONS, cascade_sample: int = 400,
+                 seed: int = 0) -> EvalReport:
+    questions = labelled_questions(questions_file, half)
+    oos = out_of_scope(oos_file, half)
+    kbq = kb_questions(kb_file, None)          # recall@k needs no threshold: all paraphrases
+    t = bot.thresholds.intent
+    probs = bot.score_intents([q for q, _ in questions] + oos)
+    top = [max(p.items(), key=lambda kv: kv[1]) for p in probs]
+    gold = [y for _, y in questions] + [None] * len(oos)
+    n_in = len(questions)
+    correct = [lab == y for (lab, _), y in zip(top, gold)]
+    flagged = [p < t for _, p in top]          # not answered from a template
+    tp = sum(f for f, y in zip(flagged, gold) if y is None)
+    answered = [i for i, f in enumerate(flagged) if not f]
+    hits = bot.retrieve([q for q, _ in kbq], 5)
+    sources = [[h.chunk.source for h in row] for row in hits]
+    report = EvalReport(
+        intent_accuracy=_ratio(sum(correct[:n_in]), n_in), n_in_scope=n_in, n_out_of_scope=len(oos),
+        oos_precision=_ratio(tp, sum(flagged)), oos_recall=_ratio(tp, len(oos)),
+        template_precision=_ratio(sum(correct[i] for i in answered), len(answered)),
+        template_coverage=_ratio(sum(not f for f in flagged[:n_in]), n_in),
+        retrieval_recall_at_1=_ratio(sum(s[:1] == [g] for s, (_, g) in zip(sources, kbq)), len(kbq)),
+        retrieval_recall_at_5=_ratio(sum(g in s[:5] for s, (_, g) in zip(sources, kbq)), len(kbq)),
+        n_kb_questions=len(kbq), thresholds=bot.thresholds.to_dict())
+    rng = random.Random(seed)
+    sets = {"in_scope": rng.sample([q for q, _ in questions], min(cascade_sample, n_in)),
+            "out_of_scope": oos, "kb_questions": [q for q, _ in kb_questions(kb_file, half)]}
+    latencies = []
+    for name, texts in sets.items():
+        counts: dict[str, int] = {}
+        for text in texts:
+            start = time.perf_counter()
+            kind = bot.cascade.answer(text, Memory()).kind
+            latencies.append((time.perf_counter() - start) * 1000)
+            counts[kind] = counts.get(kind, 0) + 1
+        report.kinds[name] = {k: round(v / max(len(texts), 1), 4) for k, v in sorted(counts.items())}
+        report.kinds[name]["n"] = len(texts)
+    if latencies:
+        lat = np.asarray(latencies)
+        report.latency_ms = {"p50": round(float(np.percentile(lat, 50)), 2),
+                             "p95": round(float(np.percentile(lat, 95)), 2),
+                             "mean": round(float(lat.mean()), 2), "turns": len(lat)}
+    return report

@@ -1,0 +1,127 @@
+"""Transcripts, feedback and hand-off tickets in SQLite -- personal data masked on the way in.
+
+Every text goes through :func:`pii.mask` inside this module, so no caller can store
+a card number, IBAN, e-mail address or phone number by mistake.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+from tuneforge.errors import UsageError
+
+from .pii import mask
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS turns (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    session TEXT NOT NULL,
+    ts REAL NOT NULL,
+    user_text TEXT NOT NULL,
+    answer TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    intent TEXT,
+    confidence REAL,
+    sources TEXT NOT NULL DEFAULT '[]',
+    feedback TEXT CHECK (feedback IN ('right', 'wrong')),
+    correct_intent TEXT
+);
+CREATE TABLE IF NOT EXISTS tickets (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    turn_id INTEGER REFERENCES turns(id),
+    session TEXT NOT NULL,
+    ts REAL NOT NULL,
+    question TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'open',
+    label TEXT
+);
+"""
+VERDICTS = ("right", "wrong")
+
+
+class Store:
+    """One SQLite file; safe to share between threads (one lock, one connection)."""
+
+    def __init__(self, path: str | Path):
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        self._lock = threading.Lock()
+        with self._lock, self._db:
+            self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _write(self, sql: str, args: tuple) -> int:
+        with self._lock, self._db:
+            return self._db.execute(sql, args).lastrowid
+
+    def _rows(self, sql: str, args: tuple = ()) -> list[dict]:
+        with self._lock:
+            return [dict(r) for r in self._db.execute(sql, args).fetchall()]
+
+    # -- writing ---------------------------------------------------------------
+    def add_turn(self, session: str, user_text: str, answer: str, kind: str, intent: str | None,
+                 confidence: float | None, sources: list[dict] | None = None) -> int:
+        return self._write(
+            "INSERT INTO turns (session, ts, user_text, answer, kind, intent, confidence, sources) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (session, time.time(), mask(user_text), mask(answer), kind, intent, confidence,
+             json.dumps(sources or [])))
+
+    def add_ticket(self, session: str, question: str, turn_id: int | None = None) -> int:
+        return self._write("INSERT INTO tickets (turn_id, session, ts, question) VALUES (?, ?, ?, ?)",
+                           (turn_id, session, time.time(), mask(question)))
+
+    def mark_turn(self, turn_id: int, verdict: str, correct_intent: str | None = None) -> dict:
+        """Record whether a turn's answer was right; a wrong one may name the right intent."""
+        if verdict not in VERDICTS:
+            raise UsageError(f"feedback must be 'right' or 'wrong', got {verdict!r}")
+        if not self.turn(turn_id):
+            raise UsageError(f"no turn {turn_id} in {self.path}", hint="see `tuneforge support-bot feedback --list`")
+        with self._lock, self._db:
+            self._db.execute("UPDATE turns SET feedback = ?, correct_intent = ? WHERE id = ?",
+                             (verdict, correct_intent, turn_id))
+        return self.turn(turn_id)
+
+    def label_ticket(self, ticket_id: int, label: str) -> dict:
+        """Give a hand-off ticket the intent it should have been answered with."""
+        if not self.tickets(ticket_id=ticket_id):
+            raise UsageError(f"no ticket {ticket_id} in {self.path}", hint="see `tuneforge support-bot tickets`")
+        with self._lock, self._db:
+            self._db.execute("UPDATE tickets SET label = ?, status = 'labelled' WHERE id = ?", (label, ticket_id))
+        return self.tickets(ticket_id=ticket_id)[0]
+
+    # -- reading ---------------------------------------------------------------
+    def turn(self, turn_id: int) -> dict | None:
+        rows = self._rows("SELECT * FROM turns WHERE id = ?", (turn_id,))
+        return rows[0] if rows else None
+
+    def turns(self, session: str | None = None, limit: int = 1000) -> list[dict]:
+        if session is None:
+            return self._rows("SELECT * FROM turns ORDER BY id DESC LIMIT ?", (limit,))
+        return self._rows("SELECT * FROM turns WHERE session = ? ORDER BY id DESC LIMIT ?", (session, limit))
+
+    def tickets(self, status: str | None = None, ticket_id: int | None = None) -> list[dict]:
+        if ticket_id is not None:
+            return self._rows("SELECT * FROM tickets WHERE id = ?", (ticket_id,))
+        if status is None:
+            return self._rows("SELECT * FROM tickets ORDER BY id")
+        return self._rows("SELECT * FROM tickets WHERE status = ? ORDER BY id", (status,))
+
+    def training_rows(self) -> list[tuple[str, str, str]]:
+        """(text, intent, origin) learned from feedback: confirmed turns, corrected turns, labelled tickets."""
+        rows = [(r["user_text"], r["intent"], f"turn:{r['id']}") for r in self._rows(
+            "SELECT * FROM turns WHERE feedback = 'right' AND kind = 'template' AND intent IS NOT NULL")]
+        rows += [(r["user_text"], r["correct_intent"], f"turn:{r['id']}") for r in self._rows(
+            "SELECT * FROM turns WHERE feedback = 'wrong' AND correct_intent IS NOT NULL")]
+        rows += [(r["question"], r["label"], f"ticket:{r['id']}") for r in self._rows(
+            "SELECT * FROM tickets WHERE label IS NOT NULL")]
+        return rows

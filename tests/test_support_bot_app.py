@@ -1,0 +1,203 @@
+"""The support bot end to end on a tiny bot: build, HTTP (/v1/chat, /v1/feedback), CLI, the chat loop
+driven through a terminal (pexpect), evaluation and retraining."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import sys
+from pathlib import Path
+
+import pytest
+from _support_bot_tiny import NONSENSE, build_tiny_bot
+from click.testing import CliRunner
+
+from tuneforge.cli import cli
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def tiny_bot(tmp_path_factory, tiny_encoder_dir):
+    return build_tiny_bot(tmp_path_factory.mktemp("support-bot"), tiny_encoder_dir)
+
+
+@pytest.fixture
+def bot_copy(tiny_bot, tmp_path):
+    """A private copy of the bot folder (its own SQLite file and thresholds)."""
+    import shutil
+
+    dest = tmp_path / "bot"
+    shutil.copytree(tiny_bot, dest)
+    (dest / "bot.sqlite").unlink(missing_ok=True)
+    return dest
+
+
+def test_build_writes_config_index_and_calibrated_thresholds(tiny_bot):
+    config = json.loads((tiny_bot / "bot.json").read_text())
+    assert Path(config["intent_bundle"], "manifest.json").is_file()
+    assert Path(config["encoder_bundle"], "manifest.json").is_file()
+    th = json.loads((tiny_bot / "thresholds.json").read_text())
+    for name in ("intent", "retrieval"):
+        assert th["details"][name]["reached"] and th["details"][name]["precision"] >= 0.9
+        assert th[name] == th["details"][name]["threshold"]
+    assert (tiny_bot / "index" / "index.faiss").is_file()
+
+
+def test_http_chat_and_feedback_through_the_routes_hook(bot_copy, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from tuneforge.plugin_manager import get_plugin_manager
+    from tuneforge.plugins.support_bot.bot import BotConfig
+    from tuneforge.runtime import Predictor
+    from tuneforge.serve import create_app
+    from tuneforge.tasks import all_tasks
+
+    monkeypatch.setenv("TUNEFORGE_SUPPORT_BOT", str(bot_copy))
+    predictor = Predictor.load(BotConfig.load(bot_copy).intent_bundle)
+    routers = []
+    get_plugin_manager().hook.tuneforge_register_routes(
+        register=routers.append, task=all_tasks()[predictor.task], predictor=predictor)
+    assert len(routers) == 1
+    client = TestClient(create_app(predictor, routes=routers, token="t0k"))
+    auth = {"Authorization": "Bearer t0k"}
+    assert client.post("/v1/chat", json={"message": "hi"}).status_code == 401   # core's auth applies
+
+    r = client.post("/v1/chat", json={"message": "where is my new card"}, headers=auth)
+    body = r.json()
+    assert r.status_code == 200 and body["kind"] == "template" and body["intent"] == "card_arrival"
+    assert body["answer"].startswith("Cards usually arrive") and 0 < body["confidence"] <= 1
+    session, turn = body["session_id"], body["turn_id"]
+
+    r = client.post("/v1/chat", json={"message": "how much do ATM withdrawals above the allowance cost",
+                                      "session_id": session}, headers=auth).json()
+    assert r["kind"] == "retrieval" and r["sources"][0]["source"] == "fees.md" and r["session_id"] == session
+
+    r = client.post("/v1/chat", json={"message": NONSENSE[0] + " call me on 07700 900123"}, headers=auth).json()
+    assert r["kind"] == "handoff" and r["ticket_id"] >= 1
+
+    ok = client.post("/v1/feedback", json={"turn_id": turn, "verdict": "wrong", "intent": "lost_or_stolen_card"},
+                     headers=auth)
+    assert ok.status_code == 200 and ok.json()["turn"]["feedback"] == "wrong"
+    labelled = client.post("/v1/feedback", json={"ticket_id": r["ticket_id"], "intent": "card_arrival"},
+                           headers=auth).json()
+    assert labelled["ticket"]["status"] == "labelled"
+    assert "[PHONE]" in labelled["ticket"]["question"] and "07700" not in labelled["ticket"]["question"]
+
+    bad = client.post("/v1/feedback", json={"turn_id": turn, "verdict": "wrong", "intent": "nope"}, headers=auth)
+    assert bad.status_code == 422 and "unknown intent 'nope'" in bad.json()["error"]["message"]
+    assert client.post("/v1/chat", json={"message": ""}, headers=auth).status_code == 422
+    assert client.post("/v1/chat", json={"text": "hi"}, headers=auth).status_code == 422
+    assert client.post("/v1/feedback", json={"turn_id": 999, "verdict": "right"}, headers=auth).status_code == 422
+
+
+def test_routes_hook_ignores_other_tasks_and_missing_bot(tmp_path, monkeypatch):
+    from tuneforge.plugins.support_bot import tuneforge_register_routes
+    from tuneforge.tasks import get_task
+
+    routers = []
+    tuneforge_register_routes(register=routers.append, task=get_task("text-classification"), predictor=None)
+    monkeypatch.setenv("TUNEFORGE_SUPPORT_BOT", str(tmp_path / "nowhere"))
+    tuneforge_register_routes(register=routers.append, task=get_task("support-intents"), predictor=None)
+    assert routers == []
+
+
+def test_cli_feedback_and_tickets(bot_copy):
+    from tuneforge.plugins.support_bot.service import load_conversation
+
+    conv, _ = load_conversation(bot_copy)
+    turn = conv.turn("s", "my card was stolen")
+    ticket = conv.turn("s", NONSENSE[1])
+    conv.store.close()
+    run = CliRunner()
+    res = run.invoke(cli, ["support-bot", "feedback", "--bot-dir", str(bot_copy), "--turn", str(turn.turn_id), "right"])
+    assert res.exit_code == 0, res.output
+    res = run.invoke(cli, ["support-bot", "feedback", "--bot-dir", str(bot_copy), "--ticket",
+                           str(ticket.ticket_id), "--intent", "top_up_failed"])
+    assert res.exit_code == 0 and "labelled" in res.output
+    res = run.invoke(cli, ["support-bot", "tickets", "--bot-dir", str(bot_copy), "--turns", "5"])
+    assert f"#{ticket.ticket_id} [labelled]" in res.output and "-> top_up_failed" in res.output
+    res = run.invoke(cli, ["support-bot", "feedback", "--bot-dir", str(bot_copy), "--turn", "1", "wrong",
+                           "--intent", "nonsense_intent"])
+    assert res.exit_code == 2 and res.output.startswith("error: unknown intent 'nonsense_intent'")
+    res = run.invoke(cli, ["support-bot", "feedback", "--bot-dir", str(bot_copy.parent / "none"),
+                           "--turn", "1", "right"])
+    assert res.exit_code == 2 and "is not a bot folder" in res.output
+
+
+def test_chat_loop_in_a_terminal(bot_copy):
+    import pexpect
+
+    env = {**os.environ, "NO_COLOR": "1", "TERM": "dumb", "TUNEFORGE_PLUGINS": "support_bot"}
+    child = pexpect.spawn(sys.executable, ["-m", "tuneforge.apps.support_bot", "--bot-dir", str(bot_copy), "--debug"],
+                          env=env, encoding="utf-8", timeout=60, dimensions=(40, 400), cwd=str(ROOT))
+    try:
+        child.expect("Hello! I'm the support assistant")
+        child.expect("you> ")
+        child.sendline("where is my new card")
+        child.expect(r"bot> Cards usually arrive within 5 working days")
+        child.expect(r"kind=template intent=card_arrival")
+        child.expect("you> ")
+        child.sendline("how much do ATM withdrawals above the allowance cost")
+        child.expect("Here is what our help pages say")
+        child.expect(r"two percent of the amount withdrawn\.\s+\(source: fees\.md § Fees > ATM withdrawal fees\)")
+        child.expect(r"kind=retrieval")
+        child.expect("you> ")
+        child.sendline("zxqv blorp fnord, mail me at a.b@example.com")
+        child.expect(r"I don't know the answer to that.*Your ticket number is #\d+")
+        child.expect(r"kind=handoff")
+        child.expect("you> ")
+        child.sendline("/quit")
+        child.expect("Goodbye!")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert child.exitstatus == 0
+    db = sqlite3.connect(bot_copy / "bot.sqlite")
+    kinds = [k for (k,) in db.execute("SELECT kind FROM turns ORDER BY id")]
+    assert kinds == ["template", "retrieval", "handoff"]
+    assert db.execute("SELECT question FROM tickets").fetchone()[0] == "zxqv blorp fnord, mail me at [EMAIL]"
+
+
+def test_evaluate_reports_accuracy_oos_recall_and_answer_kinds(tiny_bot):
+    from tuneforge.plugins.support_bot.bot import Bot
+    from tuneforge.plugins.support_bot.evaluate import evaluate_bot
+
+    root = tiny_bot.parent
+    report = evaluate_bot(Bot.load(tiny_bot), half=None, questions_file=root / "test.csv",
+                          oos_file=root / "oos.txt", kb_file=root / "kbq.csv").to_dict()
+    assert report["n_in_scope"] == 24 and report["n_out_of_scope"] == 10 and report["n_kb_questions"] == 10
+    assert report["intent_accuracy"] >= 0.9 and report["template_precision"] >= 0.9
+    assert report["oos_recall"] == 1.0 and report["retrieval_recall_at_5"] == 1.0
+    assert set(report["kinds"]) == {"in_scope", "out_of_scope", "kb_questions"}
+    assert report["kinds"]["out_of_scope"].get("template", 0) == 0
+    assert report["latency_ms"]["turns"] == 44 and report["latency_ms"]["p50"] > 0
+
+
+def test_retrain_folds_feedback_and_reports_against_the_old_model(bot_copy, tiny_encoder_dir):
+    from tuneforge.plugins.support_bot.retrain import retrain
+    from tuneforge.plugins.support_bot.store import Store
+
+    data = Path(json.loads((bot_copy / "bot.json").read_text())["intent_bundle"]).parents[2]
+    store = Store(bot_copy / "bot.sqlite")
+    t = store.add_turn("s", "my card got nicked on the bus", "...", "handoff", None, 0.1)
+    store.label_ticket(store.add_ticket("s", "my card got nicked on the bus", t), "lost_or_stolen_card")
+    store.close()
+    old = json.loads((bot_copy / "bot.json").read_text())["intent_bundle"]
+    report = retrain(bot_copy, base_train=data / "train.csv", test=data / "test.csv", runs=data / "runs",
+                     exports=data / "exports", max_drop=1.0,
+                     train_settings={"base_model": tiny_encoder_dir, "mode": "full", "epochs": 2, "batch_size": 8,
+                                     "learning_rate": 2e-3, "max_length": 32, "early_stopping_patience": 0},
+                     export_settings={"variants": ["fp32"], "measure": False},
+                     calibration={"questions_file": data / "test.csv", "oos_file": data / "oos.txt",
+                                  "kb_questions_file": data / "kbq.csv", "half": None}).to_dict()
+    assert report["data"]["feedback_rows"] == 1 and report["data"]["origins"] == ["ticket:1"]
+    assert report["old_bundle"] == old and report["new_bundle"] != old
+    assert "accuracy" in report["old_metrics"] and "accuracy" in report["new_metrics"]
+    assert report["accepted"] and "allowed drop 1.0000" in report["reason"]
+    config = json.loads((bot_copy / "bot.json").read_text())
+    assert config["intent_bundle"] == str(Path(report["new_bundle"]).resolve())
+    assert config["previous_intent_bundles"] == [old]
+    rows = Path(report["data"]["file"]).read_text()
+    assert "my card got nicked on the bus,lost_or_stolen_card" in rows
