@@ -265,3 +265,51 @@ def test_resume_continues_an_interrupted_run_exactly(tmp_path, tiny_encoder_dir,
     assert resumed.fit["losses"] == whole.fit["losses"]  # same steps, same data order, same weights
     assert resumed.metrics["test"]["accuracy"] == whole.metrics["test"]["accuracy"]
     assert not (run_dir / "checkpoint.pt").exists()
+
+
+def test_batches_group_similar_lengths_and_pad_only_to_their_own_longest():
+    from tuneforge.train.features import Features, collate, length_grouped_batches
+
+    rng = random.Random(0)
+    lengths = [rng.randint(3, 60) for _ in range(2000)]
+    batches = length_grouped_batches(lengths, 32, random.Random(1))
+    assert sorted(i for b in batches for i in b) == list(range(2000))  # every row once
+    spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches) / len(batches)
+    assert spread < 5  # random batches of 32 would spread ~50 tokens
+    feats = Features([[1] * n for n in lengths], None, __import__("numpy").zeros(2000, dtype="int64"))
+    padded = collate(feats, batches[0], pad_id=0)
+    assert padded["input_ids"].shape[1] == max(lengths[i] for i in batches[0])
+
+
+def test_class_weights_are_inverse_frequency():
+    import numpy as np
+
+    from tuneforge.train.loop import class_weight_tensor
+
+    w = class_weight_tensor(np.array([0] * 90 + [1] * 10), 2)
+    assert torch.allclose(w, torch.tensor([100 / 180, 100 / 20]))
+
+
+def test_augmentation_deletes_or_swaps_words_but_keeps_special_tokens():
+    from tuneforge.train.features import augment_ids
+
+    rng = random.Random(0)
+    ids = [101, 5, 6, 7, 8, 9, 10, 102]
+    outs = [augment_ids(ids, 0.3, rng, {101, 102}) for _ in range(50)]
+    assert all(o[0] == 101 and o[-1] == 102 for o in outs)
+    assert any(o != ids for o in outs) and all(set(o) <= set(ids) for o in outs)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--mode", "sideways"], "Invalid value for '--mode'"),
+    (["--top-k", "9", "--mode", "top-k"], "error: top_k=9 is larger than the encoder's 2 layers"),
+])
+def test_bad_training_settings_from_the_cli_fail_with_one_line(tmp_path, tiny_encoder_dir, data_dir, args, message):
+    from click.testing import CliRunner
+
+    from tuneforge.cli import cli
+
+    result = CliRunner().invoke(cli, ["train", "--data", str(data_dir / "cls.csv"), "--base-model",
+                                      tiny_encoder_dir, "--output-dir", str(tmp_path / "runs"), *args])
+    assert result.exit_code == 2 and message in result.output
+    assert not (tmp_path / "runs").exists()
