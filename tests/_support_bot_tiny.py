@@ -39,8 +39,40 @@ NONSENSE = ["purple elephants dance on the moon", "zxqv blorp fnord", "how tall 
             "knitting pattern for a scarf"]
 
 
-def build_tiny_bot(root: Path, encoder_dir: str) -> Path:
-    """Train + export the intent model and the encoder with core, then build the bot folder."""
+def bag_of_words_encoder(out: Path) -> str:
+    """A 1-layer BERT whose mean-pooled output is a bag of random word vectors.
+
+    Position/type embeddings and the attention and feed-forward outputs are zeroed, so each
+    token's output is LayerNorm(its word vector): sentences sharing words get similar
+    embeddings -- a tiny stand-in for a sentence encoder (a random BERT's embeddings all
+    look alike).  A normal BERT graph: it trains and exports like any other.
+    """
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from tuneforge.models import resolve_model_path
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("all-MiniLM-L6-v2"))
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=128, num_hidden_layers=1,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
+    model = BertModel(config)
+    with torch.no_grad():
+        model.embeddings.word_embeddings.weight.normal_(0, 1.0)
+        model.embeddings.position_embeddings.weight.zero_()
+        model.embeddings.token_type_embeddings.weight.zero_()
+        for layer in model.encoder.layer:
+            for dense in (layer.attention.output.dense, layer.output.dense):
+                dense.weight.zero_()
+                dense.bias.zero_()
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return str(out)
+
+
+def build_tiny_bot(root: Path, intent_base: str) -> Path:
+    """Train + export the intent model (on ``intent_base``) and a bag-of-words retrieval encoder
+    with core, then build the bot folder (index + calibration on the tiny question sets)."""
     from tuneforge.export import export_run
     from tuneforge.plugins.support_bot.build import build_bot
     from tuneforge.train import config_for_task, train
@@ -51,7 +83,7 @@ def build_tiny_bot(root: Path, encoder_dir: str) -> Path:
     data.write_text("text,category\n" + "".join(f"{t},{y}\n" for t, y in rows * 3))
     test = root / "test.csv"
     test.write_text("text,category\n" + "".join(f"{t},{y}\n" for t, y in rows))
-    cfg = config_for_task("support-intents", data=str(data), test=str(test), base_model=encoder_dir, epochs=12,
+    cfg = config_for_task("support-intents", data=str(data), test=str(test), base_model=intent_base, epochs=12,
                           batch_size=8, learning_rate=2e-3, max_length=32, output_dir=str(root / "runs"),
                           early_stopping_patience=0)
     run = train(cfg, progress=False)
@@ -63,14 +95,14 @@ def build_tiny_bot(root: Path, encoder_dir: str) -> Path:
     (root / "kbq.csv").write_text("question,source\n" + "".join(f"{q},{s}\n" for q, s in KB_QUESTIONS))
     (root / "oos.txt").write_text("\n".join(NONSENSE) + "\n")
     bot = root / "bot"
-    build_bot(bot, intent, base_model=encoder_dir, kb_dir=kb, exports=root / "exports", encoder_variants=["fp32"],
+    build_bot(bot, intent, base_model=bag_of_words_encoder(root / "bow-encoder"), kb_dir=kb, exports=root / "exports", encoder_variants=["fp32"],
               measure=False, target=0.9,
               calibration={"questions_file": test, "oos_file": root / "oos.txt",
                            "kb_questions_file": root / "kbq.csv", "half": None})
     return bot
 
 
-if __name__ == "__main__":  # explore: python tests/_support_bot_tiny.py OUT ENCODER_DIR
+if __name__ == "__main__":  # explore: python tests/_support_bot_tiny.py OUT TINY_BERT_DIR
     import sys
 
     bot = build_tiny_bot(Path(sys.argv[1]), sys.argv[2])
