@@ -39,6 +39,7 @@ def run_tuneforge(epochs: float, limit: int | None) -> dict:
                           columns={"label": "category"}, mode="full", epochs=epochs, learning_rate=LR,
                           batch_size=BATCH, max_length=MAXLEN, seed=SEED, evals_per_epoch=4,
                           early_stopping_patience=0, limit_train=limit, warmup_ratio=0.06,
+                          checkpoint=False,  # like the Trainers' save_strategy="no"
                           output_dir=tempfile.mkdtemp(prefix="tf-speed-"))
     r = train(cfg, progress=False)
     reach = next((h["seconds"] for h in r.fit["history"] if h["accuracy"] >= TARGET), None)

@@ -66,6 +66,7 @@ class TrainConfig:
     output_dir: str = "runs"
     run_name: str | None = None
     resume: str | None = None          # run folder or checkpoint to continue from
+    checkpoint: bool = True            # write checkpoint.pt at each evaluation (needed for resume)
     zero_shot_baseline: bool = False   # also report zero-shot accuracy from label names
 
     def __post_init__(self):

@@ -95,7 +95,8 @@ def build_tiny_bot(root: Path, intent_base: str) -> Path:
     (root / "kbq.csv").write_text("question,source\n" + "".join(f"{q},{s}\n" for q, s in KB_QUESTIONS))
     (root / "oos.txt").write_text("\n".join(NONSENSE) + "\n")
     bot = root / "bot"
-    build_bot(bot, intent, base_model=bag_of_words_encoder(root / "bow-encoder"), kb_dir=kb, exports=root / "exports", encoder_variants=["fp32"],
+    build_bot(bot, intent, base_model=bag_of_words_encoder(root / "bow-encoder"), kb_dir=kb,
+              exports=root / "exports", encoder_variants=["fp32"],
               measure=False, target=0.9,
               calibration={"questions_file": test, "oos_file": root / "oos.txt",
                            "kb_questions_file": root / "kbq.csv", "half": None})

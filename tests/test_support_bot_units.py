@@ -113,6 +113,16 @@ def test_calibration_reaches_target_precision_with_most_coverage():
     assert correct[scores >= lower].mean() < 0.95
 
 
+def test_weighted_calibration_gives_rare_negatives_their_share():
+    # 95 in-scope items, 90 right; 5 out-of-scope items that score as high as the wrong ones
+    scores = [0.9] * 90 + [0.5] * 5 + [0.5] * 5
+    correct = [True] * 90 + [False] * 5 + [False] * 5
+    assert threshold_for_precision(scores, correct, 0.9).threshold == 0.5        # 90/100 passes unweighted
+    weights = [1.0] * 95 + [9.0] * 5                                             # out-of-scope = 1/3 of traffic
+    cal = threshold_for_precision(scores, correct, 0.9, weights=weights)
+    assert cal.threshold == 0.9 and cal.precision == 1.0 and cal.coverage == pytest.approx(90 / 140)
+
+
 def test_calibration_that_cannot_reach_the_target_never_accepts():
     cal = threshold_for_precision([0.9, 0.8, 0.7, 0.6, 0.5, 0.4], [False] * 6, 0.9)
     assert not cal.reached and cal.threshold == float("inf")

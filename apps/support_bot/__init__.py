@@ -32,9 +32,12 @@ def run_chat(bot_dir: str, *, debug: bool = False, session: str | None = None, c
     store = Store(bot.dir / "bot.sqlite")
     conv = Conversation(bot.cascade, store)
     session = session or conv.new_session()
-    console.print(f"[bold green]bot>[/] {escape(conv.greeting())}")
+    say = lambda text: console.print(f"[bold green]bot>[/] {escape(text)}", soft_wrap=True)  # noqa: E731
+    say(conv.greeting())
     if debug:
-        console.print(f"[dim]\\[debug] session {session}; {escape(str(bot.info()))}[/]")
+        info = bot.info()
+        th = {k: v for k, v in info.pop("thresholds").items() if k != "details"}
+        console.print(escape(f"[debug] session {session}; {info}; thresholds {th}"), style="dim", soft_wrap=True)
     try:
         while True:
             try:
@@ -44,9 +47,9 @@ def run_chat(bot_dir: str, *, debug: bool = False, session: str | None = None, c
             if not text.strip():
                 continue
             ans = conv.turn(session, text)
-            console.print(f"[bold green]bot>[/] {escape(ans.text)}")
+            say(ans.text)
             if debug and ans.kind not in ("quit", "help", "reset"):
-                console.print(_debug_line(ans), style="dim")
+                console.print(escape(_debug_line(ans)), style="dim", soft_wrap=True)
             if ans.kind == "quit":
                 break
     except KeyboardInterrupt:

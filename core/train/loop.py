@@ -301,7 +301,7 @@ class Trainer:
     def _checkpoint(self, optimizer, schedule, micro: int, result: FitResult, patience: int,
                     new_best: dict | None) -> None:
         """Everything ``--resume`` needs; the best weights go to best.pt when they change."""
-        if self.run_dir is None:
+        if self.run_dir is None or not self.config.checkpoint:
             return
 
         def save(obj, name):

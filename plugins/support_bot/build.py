@@ -22,6 +22,15 @@ from .knowledge import load_documents
 from .retrieval import build_index
 
 ENCODER_NAME = "support-encoder"
+OOS_SHARE = 0.2   # assumed share of out-of-scope messages in real traffic (a stated assumption)
+
+
+def _weights(n_in: int, n_oos: int, oos_share: float) -> list[float]:
+    """Weights giving the ``n_oos`` out-of-scope items ``oos_share`` of the total."""
+    if not 0 <= oos_share < 1:
+        raise UsageError(f"oos_share must be in [0, 1), got {oos_share}")
+    w_oos = oos_share / (1 - oos_share) * n_in / n_oos if n_oos and n_in else 1.0
+    return [1.0] * n_in + [w_oos] * n_oos
 
 
 def build_encoder(base_model: str, sample_texts: list[str], *, out_dir: str | Path = "exports",
@@ -38,8 +47,12 @@ def build_encoder(base_model: str, sample_texts: list[str], *, out_dir: str | Pa
 
 
 def calibrate(bot: Bot, *, target: float = 0.9, questions: list[tuple[str, str]],
-              oos: list[str], kb: list[tuple[str, str]], min_accepted: int = 5) -> Thresholds:
+              oos: list[str], kb: list[tuple[str, str]], min_accepted: int = 5,
+              oos_share: float = OOS_SHARE) -> Thresholds:
     """Thresholds for ``target`` precision on held-out data (see :mod:`.calibrate`).
+
+    Out-of-scope questions are weighted to be ``oos_share`` of the traffic (the held-out sets
+    have far fewer of them than in-scope questions; unweighted, precision would barely notice them).
 
     intent: correct = the top intent is the labelled one (out-of-scope: never correct);
     clarify: correct = the labelled intent is one of the top two;
@@ -52,22 +65,26 @@ def calibrate(bot: Bot, *, target: float = 0.9, questions: list[tuple[str, str]]
     probs = bot.score_intents(texts)
     top = [sorted(p.items(), key=lambda kv: -kv[1])[:2] for p in probs]
     p1 = [t[0][1] for t in top]
+    weights = _weights(len(questions), len(oos), oos_share)
     intent = threshold_for_precision(p1, [t[0][0] == y for t, y in zip(top, gold)], target,
-                                     min_accepted=min_accepted)
+                                     min_accepted=min_accepted, weights=weights)
     # clarify only matters below the intent threshold: calibrate on those items
     below = [i for i, p in enumerate(p1) if p < intent.threshold]
     clarify = threshold_for_precision([sum(p for _, p in top[i]) for i in below],
                                       [gold[i] in {lab for lab, _ in top[i]} for i in below], target,
-                                      min_accepted=min_accepted) if below else None
+                                      min_accepted=min_accepted, weights=[weights[i] for i in below]) \
+        if below else None
     r_texts = [q for q, _ in kb] + oos
     r_gold = [s for _, s in kb] + [None] * len(oos)
     hits = bot.retrieve(r_texts, 1)
     retrieval = threshold_for_precision([h[0].score if h else -1.0 for h in hits],
                                         [bool(h) and h[0].chunk.source == s for h, s in zip(hits, r_gold)],
-                                        target, min_accepted=min_accepted)
+                                        target, min_accepted=min_accepted,
+                                        weights=_weights(len(kb), len(oos), oos_share))
     details = {"intent": intent.to_dict(), "retrieval": retrieval.to_dict(),
                "clarify": clarify.to_dict() if clarify else None,
-               "data": {"in_scope": len(questions), "out_of_scope": len(oos), "kb_questions": len(kb)}}
+               "data": {"in_scope": len(questions), "out_of_scope": len(oos), "kb_questions": len(kb),
+                        "oos_share": oos_share}}
     return Thresholds(intent=intent.threshold, retrieval=retrieval.threshold,
                       clarify=clarify.threshold if clarify else float("inf"), target_precision=target,
                       details=details)
@@ -75,12 +92,12 @@ def calibrate(bot: Bot, *, target: float = 0.9, questions: list[tuple[str, str]]
 
 def calibrate_bot(bot_dir: str | Path, *, target: float = 0.9, questions_file: str | Path = INTENT_TEST,
                   oos_file: str | Path = OUT_OF_SCOPE, kb_questions_file: str | Path = KB_QUESTIONS,
-                  half: str | None = "calibration") -> Thresholds:
+                  half: str | None = "calibration", oos_share: float = OOS_SHARE) -> Thresholds:
     """Calibrate a built bot on the calibration half of the question sets; saves thresholds.json."""
     placeholder = Thresholds(intent=2.0, retrieval=2.0)
     bot = Bot.load(bot_dir, thresholds=placeholder)
     th = calibrate(bot, target=target, questions=labelled_questions(questions_file, half),
-                   oos=load_oos(oos_file, half), kb=kb_questions(kb_questions_file, half))
+                   oos=load_oos(oos_file, half), kb=kb_questions(kb_questions_file, half), oos_share=oos_share)
     th.save(Path(bot_dir) / "thresholds.json")
     return th
 

@@ -43,8 +43,13 @@ class Calibration:
         return cls(**d)
 
 
-def threshold_for_precision(scores, correct, target: float, *, min_accepted: int = 5) -> Calibration:
-    """Lowest threshold t with precision(score >= t) >= ``target`` over at least ``min_accepted`` items."""
+def threshold_for_precision(scores, correct, target: float, *, min_accepted: int = 5,
+                            weights=None) -> Calibration:
+    """Lowest threshold t with precision(score >= t) >= ``target`` over at least ``min_accepted`` items.
+
+    ``weights`` (one per item, default 1) make precision and coverage weighted: e.g. to give
+    out-of-scope questions the share of traffic they are expected to have.
+    """
     if not 0 < target <= 1:
         raise ConfigError(f"target precision must be in (0, 1], got {target}")
     s = np.asarray(scores, dtype=np.float64)
@@ -54,17 +59,22 @@ def threshold_for_precision(scores, correct, target: float, *, min_accepted: int
     n = len(s)
     if n == 0:
         raise UsageError("no calibration data")
+    w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
+    if w.shape != s.shape or (w < 0).any():
+        raise UsageError("weights must be one non-negative number per score")
     order = np.argsort(-s, kind="stable")
-    s_sorted, c_sorted = s[order], c[order]
-    hits = np.cumsum(c_sorted)
+    s_sorted, c_sorted, w_sorted = s[order], c[order], w[order]
+    hits = np.cumsum(c_sorted * w_sorted)
+    mass = np.cumsum(w_sorted)
     counts = np.arange(1, n + 1)
     # only cut between different scores: all items with equal scores are accepted together
     last_of_run = np.r_[s_sorted[1:] != s_sorted[:-1], True]
-    ok = last_of_run & (counts >= min_accepted) & (hits / counts >= target - 1e-12)
+    precision = hits / np.maximum(mass, 1e-12)
+    ok = last_of_run & (counts >= min_accepted) & (precision >= target - 1e-12)
     if not ok.any():
         return Calibration(NEVER, target, 0.0, 0.0, 0, n, False)
     k = int(np.nonzero(ok)[0].max())
-    return Calibration(float(s_sorted[k]), target, float(hits[k] / counts[k]), float(counts[k] / n),
+    return Calibration(float(s_sorted[k]), target, float(precision[k]), float(mass[k] / mass[-1]),
                        int(counts[k]), n, True)
 
 

@@ -95,11 +95,13 @@ def build(bot_dir, intent_bundle, encoder_bundle, base_model, kb_dir, answers, t
 @group.command(epilog=EXAMPLE)
 @bot_dir_option
 @click.option("--target-precision", default=0.9, show_default=True, type=float)
-def calibrate(bot_dir, target_precision):
+@click.option("--oos-share", default=0.2, show_default=True, type=float,
+              help="Assumed share of out-of-scope messages in real traffic (weights the calibration).")
+def calibrate(bot_dir, target_precision, oos_share):
     """Re-calibrate the thresholds on the calibration half of the bundled question sets."""
     from .build import calibrate_bot
 
-    _echo(calibrate_bot(bot_dir, target=target_precision).to_dict(), True)
+    _echo(calibrate_bot(bot_dir, target=target_precision, oos_share=oos_share).to_dict(), True)
 
 
 @group.command(epilog=EXAMPLE)
