@@ -195,7 +195,8 @@ def test_retrain_folds_feedback_and_reports_against_the_old_model(bot_copy, tiny
                                      "learning_rate": 2e-3, "max_length": 32, "early_stopping_patience": 0},
                      export_settings={"variants": ["fp32"], "measure": False},
                      calibration={"questions_file": data / "test.csv", "oos_file": data / "oos.txt",
-                                  "kb_questions_file": data / "kbq.csv", "half": None}).to_dict()
+                                  "kb_questions_file": data / "kbq.csv", "half": None,
+                                  "oos_share": 0.5}).to_dict()
     assert report["data"]["feedback_rows"] == 1 and report["data"]["origins"] == ["ticket:1"]
     assert report["old_bundle"] == old and report["new_bundle"] != old
     assert "accuracy" in report["old_metrics"] and "accuracy" in report["new_metrics"]
