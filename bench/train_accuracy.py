@@ -27,6 +27,13 @@ BANKING_MODES = {
 }
 
 
+PHRASEBANK_CANDIDATES = {
+    "full lr5e-5": {"mode": "full", "epochs": 6, "learning_rate": 5e-5},
+    "full lr1e-4": {"mode": "full", "epochs": 6, "learning_rate": 1e-4},
+    "top-k3 lr1e-4": {"mode": "top-k", "top_k": 3, "epochs": 8, "learning_rate": 1e-4},
+}
+
+
 def run(task: str, label: str, **settings) -> dict:
     from tuneforge.train import config_for_task, train
 
@@ -45,6 +52,7 @@ def run(task: str, label: str, **settings) -> dict:
     info = json.loads((result.run_dir / "run.json").read_text())
     row["train_rows"] = info["data"]["train"]["rows"]
     row["history"] = result.fit["history"]
+    row["best_validation"] = result.fit["best_metric"]
     zs = json.loads((result.run_dir / "report.json").read_text()).get("zero_shot_test")
     if zs:
         row["zero_shot_test_accuracy"] = zs["accuracy"]
@@ -69,9 +77,15 @@ def main() -> None:
         rows.append(run("finance-sentiment", "full", data=str(TWITTER / "train.csv"), test=str(TWITTER / "valid.csv"),
                         mode="full", epochs=4, learning_rate=5e-5, max_length=64))
     else:
+        # A few candidate settings; the one with the best *validation* accuracy (a split of
+        # the 80 % training part) is the reported model -- the test set picks nothing.
         train_csv, test_csv = phrasebank_split(Path(tempfile.mkdtemp(prefix="tf-pb-")))
-        rows.append(run("text-classification", "full", data=str(train_csv), test=str(test_csv),
-                        mode="full", epochs=6, learning_rate=5e-5, max_length=96))
+        for label, settings in PHRASEBANK_CANDIDATES.items():
+            rows.append(run("text-classification", label, data=str(train_csv), test=str(test_csv),
+                            max_length=96, **settings))
+        best = max(rows, key=lambda r: r["best_validation"])  # first wins ties
+        best["selected"] = True
+        print(f"selected by validation: {best['name']} -> test accuracy {best['test_accuracy']:.4f}")
     save(f"accuracy_{args.dataset}", {"machine": machine(), "rows": rows})
 
 

@@ -5,7 +5,8 @@
 Three contenders fine-tune all-MiniLM-L6-v2 (all layers) on BANKING77:
 
 * tuneforge  ``--mode full`` (length-grouped batches, dynamic padding, mean pooling head)
-* trainer    transformers ``Trainer``, best practice: ``DataCollatorWithPadding`` + ``group_by_length=True``
+* trainer    transformers ``Trainer``, best practice: ``DataCollatorWithPadding`` + length-grouped sampling
+             (``group_by_length=True``; in transformers 5 ``train_sampling_strategy="group_by_length"``)
 * trainer-pad128  ``Trainer`` with every batch padded to ``max_length=128``
 
 Throughput = training examples / optimisation seconds (evaluation excluded). Each run also
@@ -103,10 +104,12 @@ def run_trainer(epochs: float, limit: int | None, pad128: bool) -> dict:
     out = tempfile.mkdtemp(prefix="hf-speed-")
     steps_per_epoch = -(-len(train_rows) // BATCH)
     args = TrainingArguments(out, per_device_train_batch_size=BATCH, per_device_eval_batch_size=128,
-                             learning_rate=LR, num_train_epochs=epochs, warmup_ratio=0.06, weight_decay=0.01,
-                             lr_scheduler_type="linear", seed=SEED, group_by_length=not pad128,
+                             learning_rate=LR, num_train_epochs=epochs, warmup_steps=0.06, weight_decay=0.01,
+                             lr_scheduler_type="linear", seed=SEED,
+                             train_sampling_strategy="random" if pad128 else "group_by_length",
                              eval_strategy="steps", eval_steps=max(1, steps_per_epoch // 4), save_strategy="no",
-                             logging_strategy="no", report_to=[], dataloader_num_workers=0, use_cpu=True)
+                             logging_strategy="no", report_to=[], dataloader_num_workers=0, use_cpu=True,
+                             disable_tqdm=True)
     collator = DataCollatorWithPadding(tok) if not pad128 else None
 
     class TimedTrainer(Trainer):
@@ -119,7 +122,7 @@ def run_trainer(epochs: float, limit: int | None, pad128: bool) -> dict:
             return result
 
     trainer = TimedTrainer(model=model, args=args, train_dataset=train_rows, eval_dataset=val_rows,
-                           data_collator=collator, compute_metrics=metrics)
+                           data_collator=collator, compute_metrics=metrics, callbacks=[clock])
     t = time.perf_counter()
     trainer.train()
     train_seconds = time.perf_counter() - t - clock.eval_s

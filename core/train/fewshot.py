@@ -17,6 +17,7 @@ from torch.nn import functional as F
 from ..config import TrainConfig
 from ..modeling import TaskModel, mean_pool
 from .features import Features, pad
+from .loop import adamw
 from .progress import TrainProgress
 
 
@@ -50,7 +51,7 @@ def contrastive_pretrain(model: TaskModel, feats: Features, config: TrainConfig,
     frozen = [p for p in enc.parameters() if not p.requires_grad]
     for p in frozen:
         p.requires_grad_(True)
-    optimizer = torch.optim.AdamW([p for p in enc.parameters()], lr=config.learning_rate,
+    optimizer = adamw(list(enc.parameters()), lr=config.learning_rate,
                                   weight_decay=config.weight_decay)
     steps = math.ceil(len(pairs) / batch_size)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: max(0.0, 1 - s / steps))

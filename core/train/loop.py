@@ -60,6 +60,15 @@ def class_weight_tensor(targets: np.ndarray, n: int) -> torch.Tensor:
     return torch.tensor(w, dtype=torch.float32)
 
 
+def adamw(params, **kwargs) -> torch.optim.AdamW:
+    """AdamW with the fused kernel (one pass over all parameters; CPU and CUDA in torch >= 2.4),
+    falling back to the per-parameter loop where a device or dtype has no fused kernel."""
+    try:
+        return torch.optim.AdamW(params, fused=True, **kwargs)
+    except (RuntimeError, TypeError):
+        return torch.optim.AdamW(params, **kwargs)
+
+
 def _param_groups(model: TaskModel, config: TrainConfig) -> list[dict]:
     groups: dict[tuple[bool, bool], list] = {}
     for name, p in model.named_parameters():
@@ -213,7 +222,7 @@ class Trainer:
         total_micro = max(1, math.ceil(cfg.epochs * per_epoch))
         total_steps = max(1, math.ceil(total_micro / cfg.grad_accum))
         warmup = int(cfg.warmup_ratio * total_steps)
-        optimizer = torch.optim.AdamW(_param_groups(self.model, cfg), fused=False)
+        optimizer = adamw(_param_groups(self.model, cfg))
         schedule = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda s: (s + 1) / max(1, warmup) if s < warmup
             else max(0.0, (total_steps - s) / max(1, total_steps - warmup)))
