@@ -7,6 +7,7 @@ import shutil
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..config import TrainConfig
 from ..data import ColumnMap, Dataset, Example, LabelMap, load_dataset, stratified_split
@@ -20,6 +21,9 @@ from .loop import Trainer
 from .modes import apply_mode, merge_lora
 from .progress import log
 from .report import write_report
+
+if TYPE_CHECKING:
+    from . import RunResult
 
 
 # -- data ---------------------------------------------------------------------
@@ -59,7 +63,10 @@ def load_task_splits(task: TaskSpec, config: TrainConfig, pm) -> tuple[Dataset, 
     if "train" not in files:
         raise ConfigError(f"task {task.name!r} has no bundled data", hint="pass --data FILE")
     labels = task.labels or None
-    load = lambda name: load_split(task, files[name], name, pm, columns=config.columns, labels=labels)  # noqa: E731
+
+    def load(name: str) -> Dataset:
+        return load_split(task, files[name], name, pm, columns=config.columns, labels=labels)
+
     train = load("train")
     val = load("validation") if "validation" in files else None
     test = load("test") if "test" in files else None
@@ -116,7 +123,7 @@ def new_run_dir(config: TrainConfig, task: TaskSpec) -> Path:
     return path
 
 
-def run_training(task: TaskSpec, config: TrainConfig, pm, *, progress: bool = True) -> RunResult:  # noqa: F821
+def run_training(task: TaskSpec, config: TrainConfig, pm, *, progress: bool = True) -> "RunResult":
     from . import RunResult
 
     t_start = time.perf_counter()
@@ -146,7 +153,10 @@ def run_training(task: TaskSpec, config: TrainConfig, pm, *, progress: bool = Tr
     pm.hook.tuneforge_train_start(task=task, config=config.to_dict(), run_dir=str(run_dir))
     try:
         label_ids = {name: i for i, name in enumerate(spec.labels)}
-        enc = lambda ds: encode(tokenizer, ds.examples, task.kind, label_ids, config.max_length)  # noqa: E731
+
+        def enc(ds: Dataset):
+            return encode(tokenizer, ds.examples, task.kind, label_ids, config.max_length)
+
         feats = {"train": enc(train_ds), "validation": enc(val_ds), "test": enc(test_ds)}
         log(f"{task.name}: {len(train_ds)} train / {len(val_ds)} validation / {len(test_ds)} test rows; "
             f"mode {config.mode}, {summary['trainable_params']:,} of {summary['total_params']:,} "

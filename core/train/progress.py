@@ -19,8 +19,6 @@ class TrainProgress:
         self._t0 = time.perf_counter()
         self._progress = None
         self._task = None
-        self._last_print = 0.0
-        self._done = 0
 
     def __enter__(self):
         if self.enabled:
@@ -48,7 +46,6 @@ class TrainProgress:
         self._ema = loss if self._ema is None else 0.95 * self._ema + 0.05 * loss
         self.loss = self._ema
         self._examples += examples
-        self._done += 1
         if self._progress is not None:
             rate = self._examples / max(time.perf_counter() - self._t0, 1e-9)
             self._progress.update(self._task, advance=1, loss=f"{self._ema:.4f}", rate=f"{rate:.0f}")
