@@ -1,6 +1,6 @@
-"""`make demo`: fine-tune the support-bot intent model, export it, score it, ask it questions.
+"""`make demo`: fine-tune the support-bot intent model, export it, score it, then talk to the bot.
 
-    python -m tuneforge.apps.demo [--mode top-k] [--epochs 3] [--runs runs] [--exports exports]
+    python -m tuneforge.apps.demo [--mode top-k] [--epochs 3] [--runs runs] [--exports exports] [--bot-dir DIR]
 
 Every step goes through the public Python API -- the same calls a user script makes.
 """
@@ -11,14 +11,16 @@ import argparse
 import time
 
 from rich.console import Console
-from rich.table import Table
 
-QUESTIONS = [
+# A scripted customer: two questions an intent answers (templates), two the policy pages answer
+# (retrieval, with the source), one nobody can answer (hand-off + ticket), then /quit.
+CONVERSATION = [
     "I still haven't received my new card, it's been two weeks",
     "How do I top up with Apple Pay?",
-    "Why was I charged an extra fee for withdrawing cash?",
-    "I think someone stole my phone and is using my account",
-    "What exchange rate will I get if I pay in euros?",
+    "what do you charge when I take out more than 200 pounds at cash machines",
+    "how long after a purchase can I still raise a chargeback",
+    "can you recommend a good pasta recipe for dinner",
+    "/quit",
 ]
 
 
@@ -29,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=float, default=3)
     parser.add_argument("--runs", default="runs")
     parser.add_argument("--exports", default="exports")
+    parser.add_argument("--bot-dir", default="bots/support-bot", help="where the support bot folder is built")
     args = parser.parse_args(argv)
     console = Console()
     timings = {}
@@ -37,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     from tuneforge.evaluate import evaluate_bundle
     from tuneforge.export import export_run
     from tuneforge.plugins.support_bot import DATA, TASK
-    from tuneforge.runtime import Predictor
+    from tuneforge.plugins.support_bot.build import build_bot
     from tuneforge.train import config_for_task, train
 
     console.rule(f"1/4 fine-tune {TASK} (BANKING77, mode {args.mode})")
@@ -63,16 +66,34 @@ def main(argv: list[str] | None = None) -> int:
                   f"accuracy {result['metrics']['accuracy']:.4f}, macro-F1 {result['metrics']['macro_f1']:.4f} "
                   f"on {result['metrics']['n']} questions")
 
-    console.rule("4/4 ask it questions")
-    predictor = Predictor.load(bundle)
-    table = Table("question", "intent", "confidence")
-    for question, pred in zip(QUESTIONS, predictor.predict(QUESTIONS)):
-        table.add_row(question, pred.label, f"{pred.score:.2f}")
-    console.print(table)
+    console.rule("4/4 build the support bot (retrieval index, calibrated thresholds) and talk to it")
+    t = time.perf_counter()
+    build_bot(args.bot_dir, bundle, exports=args.exports, encoder_variants=["fp32", "int8"], measure=False,
+              progress=lambda line: console.print(line))
+    timings["bot"] = time.perf_counter() - t
+    talk(console, args.bot_dir)
     console.print("timings: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()))
-    console.print(f"next: tuneforge predict {bundle} --text \"where is my card?\"   |   "
-                  f"tuneforge serve {bundle}")
+    console.print(f"next: tuneforge chat --debug   |   tuneforge support-bot serve   |   "
+                  f"tuneforge predict {bundle} --text \"where is my card?\"")
     return 0
+
+
+def talk(console: Console, bot_dir: str) -> None:
+    """The scripted conversation, shown as the terminal chat shows it (with --debug details)."""
+    from tuneforge.plugins.support_bot.service import load_conversation
+
+    conversation, _ = load_conversation(bot_dir)
+    session = conversation.new_session()
+    console.print(f"[bold]bot>[/] {conversation.greeting()}")
+    for text in CONVERSATION:
+        console.print(f"[bold cyan]you>[/] {text}")
+        answer = conversation.turn(session, text)
+        console.print(f"[bold]bot>[/] {answer.text}", highlight=False)
+        if answer.kind != "quit":
+            where = f" intent={answer.intent}" if answer.intent else ""
+            console.print(f"     [dim]kind={answer.kind}{where} confidence={answer.confidence:.2f} "
+                          f"({answer.timings_ms.get('total', 0.0):.1f} ms)[/]")
+    conversation.store.close()
 
 
 if __name__ == "__main__":

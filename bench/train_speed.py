@@ -4,7 +4,8 @@
 
 Three contenders fine-tune all-MiniLM-L6-v2 (all layers) on BANKING77:
 
-* tuneforge  ``--mode full`` (length-grouped batches, dynamic padding, mean pooling head)
+* tuneforge  ``--mode full`` (length-grouped batches, dynamic padding, mean pooling head, fused AdamW)
+* tuneforge-frozen-words  the same with ``train_word_embeddings=false`` (the word-embedding table frozen)
 * trainer    transformers ``Trainer``, best practice: ``DataCollatorWithPadding`` + length-grouped sampling
              (``group_by_length=True``; in transformers 5 ``train_sampling_strategy="group_by_length"``)
 * trainer-pad128  ``Trainer`` with every batch padded to ``max_length=128``
@@ -33,7 +34,7 @@ def read(path: Path) -> tuple[list[str], list[str]]:
     return [r["text"] for r in rows], [r["category"] for r in rows]
 
 
-def run_tuneforge(epochs: float, limit: int | None) -> dict:
+def run_tuneforge(epochs: float, limit: int | None, **overrides) -> dict:
     from tuneforge.train import config_for_task, train
 
     cfg = config_for_task("support-intents", data=str(BANKING / "train.csv"), test=str(BANKING / "test.csv"),
@@ -41,6 +42,7 @@ def run_tuneforge(epochs: float, limit: int | None) -> dict:
                           batch_size=BATCH, max_length=MAXLEN, seed=SEED, evals_per_epoch=4,
                           early_stopping_patience=0, limit_train=limit, warmup_ratio=0.06,
                           checkpoint=False,  # like the Trainers' save_strategy="no"
+                          **overrides,
                           output_dir=tempfile.mkdtemp(prefix="tf-speed-"))
     r = train(cfg, progress=False)
     reach = next((h["seconds"] for h in r.fit["history"] if h["accuracy"] >= TARGET), None)
@@ -136,7 +138,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=float, default=3)
     parser.add_argument("--limit", type=int, default=0, help="train on a stratified subset (0 = all)")
-    parser.add_argument("--only", default="tuneforge,trainer,trainer-pad128")
+    parser.add_argument("--only", default="tuneforge,tuneforge-frozen-words,trainer,trainer-pad128")
     args = parser.parse_args()
     limit = args.limit or None
     results = {}
@@ -144,6 +146,8 @@ def main() -> None:
         t = time.perf_counter()
         if name == "tuneforge":
             r = run_tuneforge(args.epochs, limit)
+        elif name == "tuneforge-frozen-words":
+            r = run_tuneforge(args.epochs, limit, train_word_embeddings=False)
         else:
             r = run_trainer(args.epochs, limit, pad128=name == "trainer-pad128")
         r["throughput"] = r["examples"] / r["train_seconds"]

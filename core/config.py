@@ -39,6 +39,7 @@ class TrainConfig:
     lora_alpha: int = 16
     lora_dropout: float = 0.1
     lora_targets: list[str] = field(default_factory=lambda: ["query", "key", "value", "dense"])
+    train_word_embeddings: bool = True   # mode full: false freezes the vocab x hidden embedding table
     few_shot_per_class: int = 8        # mode few-shot: examples kept per class (<= 64)
     few_shot_pairs: int = 20           # mode few-shot: contrastive pairs per example
     epochs: float = 3.0

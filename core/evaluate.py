@@ -33,11 +33,23 @@ def evaluate_bundle(bundle: str | Path, data: str | Path, *, columns: dict | Non
         raise UsageError(f"evaluating {kind} bundles from a file is not supported yet",
                          hint="evaluate the training run instead: tuneforge eval RUN --data FILE")
     labels = list(predictor.manifest.labels)
-    ds = load_dataset(data, ColumnMap.from_dict({"text": "text", "label": "label", **(columns or {})}),
-                      label_kind=LABEL_KINDS[kind], labels=labels or None, encoding=encoding)
+    ds = _load(predictor.task, data, kind, columns, labels, encoding)
     pairs = [e.text_pair for e in ds.examples] if kind == "pair" else None
     outputs = predictor.predict_raw(ds.texts(), pairs, batch_size=batch_size)
     targets = encode_targets(kind, ds.labels(), {name: i for i, name in enumerate(labels)})
     metrics = compute_metrics(kind, np.asarray(outputs), targets, labels)
     return {"bundle": str(bundle), "variant": predictor.variant, "provider": predictor.provider,
             "data": str(data), "sha256": ds.sha256, "metrics": metrics}
+
+
+def _load(task_name: str, data, kind: str, columns: dict | None, labels: list[str], encoding: str):
+    """The file as the bundle's task reads it (its plugin's loader and checks), else a plain table."""
+    from .plugin_manager import get_plugin_manager
+    from .tasks import all_tasks, load_split
+
+    task = all_tasks().get(task_name)
+    if task is not None and task.kind == kind:
+        return load_split(task, data, "test", get_plugin_manager(), columns=columns, labels=labels or None,
+                          encoding=encoding)
+    return load_dataset(data, ColumnMap.from_dict({"text": "text", "label": "label", **(columns or {})}),
+                        label_kind=LABEL_KINDS[kind], labels=labels or None, encoding=encoding)

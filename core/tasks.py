@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .errors import ConfigError, PluginError
+from .errors import ConfigError, DataError, PluginError
 from .models import DEFAULT_BASE_MODEL
+
+if TYPE_CHECKING:
+    from .data import Dataset
 
 TASK_KINDS = ("classification", "multilabel", "pair", "embedding", "token")
 
@@ -104,3 +108,23 @@ def get_task(name: str) -> TaskSpec:
 
 def all_templates() -> dict[str, AppTemplate]:
     return _collect("tuneforge_register_templates", "template", lambda t: t.name)
+
+
+def load_split(task: TaskSpec, path: str | Path, split: str, pm, *, columns: dict | None = None,
+               labels: list[str] | None = None, encoding: str = "utf-8") -> "Dataset":
+    """Load one file for ``task``: a plugin's loader first, else core's; then validate.
+
+    ``split``: train, validation, test or predict (passed to ``tuneforge_load_data``).
+    """
+    from .data import ColumnMap, load_dataset
+
+    path = str(path)
+    ds = pm.hook.tuneforge_load_data(task=task, path=path, split=split)
+    if ds is None:
+        cmap = ColumnMap.from_dict({**task.columns, **(columns or {})})
+        ds = load_dataset(path, cmap, label_kind=task.label_kind, labels=labels or None, encoding=encoding)
+    problems = [p for answer in pm.hook.tuneforge_validate_data(task=task, dataset=ds) if answer for p in answer]
+    if problems:
+        raise DataError("; ".join(problems[:5]) + (f" (+{len(problems) - 5} more)" if len(problems) > 5 else ""),
+                        path=path)
+    return ds

@@ -161,6 +161,34 @@ def test_chat_loop_in_a_terminal(bot_copy):
     assert db.execute("SELECT question FROM tickets").fetchone()[0] == "zxqv blorp fnord, mail me at [EMAIL]"
 
 
+def _load_and_check(bot_dir, seconds: float):
+    from _support_bot_tiny import INTENTS, KB_QUESTIONS
+
+    from tuneforge.plugins.support_bot.loadtest import run_load
+
+    messages = [q for qs in INTENTS.values() for q in qs] + [q for q, _ in KB_QUESTIONS] + NONSENSE
+    messages.append("my card 4111 1111 1111 1111 was stolen, call +44 20 7946 0958")  # masked in the store
+    report = run_load(bot_dir, messages, clients=20, seconds=seconds)
+    assert report.errors == {} and report.requests > 20 and report.ok == report.requests
+    assert report.missing_rows == 0 and report.mismatched_rows == 0
+    assert report.transcript_rows == report.ok  # nothing lost, nothing written twice
+    assert {"template", "handoff"} <= set(report.kinds) and report.passed
+    db = sqlite3.connect(bot_dir / "bot.sqlite")
+    assert db.execute("SELECT COUNT(DISTINCT session) FROM turns").fetchone()[0] == 20
+    assert db.execute("SELECT COUNT(*) FROM turns WHERE user_text LIKE '%4111%'").fetchone()[0] == 0
+    return report
+
+
+def test_http_service_under_20_concurrent_clients_loses_no_transcript_row(bot_copy):
+    _load_and_check(bot_copy, seconds=4)
+
+
+@pytest.mark.slow
+def test_http_service_soak_20_clients_30_seconds(bot_copy):
+    report = _load_and_check(bot_copy, seconds=30)
+    assert report.seconds >= 30
+
+
 def test_evaluate_reports_accuracy_oos_recall_and_answer_kinds(tiny_bot):
     from tuneforge.plugins.support_bot.bot import Bot
     from tuneforge.plugins.support_bot.evaluate import evaluate_bot

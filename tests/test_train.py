@@ -159,6 +159,20 @@ def test_early_stopping_keeps_the_best_evaluation(tiny_encoder_dir, monkeypatch)
     assert all(torch.equal(v, best[k]) for k, v in model.state_dict().items())
 
 
+@pytest.mark.parametrize("train_words", [False, True])
+def test_full_mode_freezes_only_the_word_embedding_table_unless_asked(tiny_encoder_dir, train_words):
+    from transformers import AutoModel
+
+    model = TaskModel(AutoModel.from_pretrained(tiny_encoder_dir), ModelSpec("classification", ["a", "b"]))
+    summary = apply_mode(model, "full", train_word_embeddings=train_words)
+    words = model.encoder.get_input_embeddings().weight
+    assert words.requires_grad is train_words
+    frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
+    assert frozen == ([] if train_words else ["encoder.embeddings.word_embeddings.weight"])
+    assert summary["trainable_params"] == summary["total_params"] - (0 if train_words else words.numel())
+    assert TrainConfig().train_word_embeddings is True  # full means every parameter by default
+
+
 def test_lora_merge_gives_the_same_outputs(tiny_encoder_dir):
     from transformers import AutoModel
 

@@ -46,11 +46,23 @@ class BundleTokenizer:
             if len(pairs) != len(texts):
                 raise UsageError(f"got {len(texts)} texts but {len(pairs)} text_pairs",
                                  hint="give one text_pair per text")
+            if len(texts) == 1:
+                return [self.tokenizer.encode(texts[0], pairs[0])]
             return self.tokenizer.encode_batch(list(zip(texts, pairs)))
+        if len(texts) == 1:
+            # one row: encode in this thread; encode_batch would wake the tokenizers'
+            # thread pool, whose spinning workers then compete with onnxruntime's
+            return [self.tokenizer.encode(texts[0])]
         return self.tokenizer.encode_batch(texts)
 
     def pad(self, encodings: list, inputs: list[str]) -> dict[str, np.ndarray]:
         """Right-pad to the longest row; only the inputs the graph takes."""
+        if len(encodings) == 1:  # the latency path: no padding to do
+            e = encodings[0]
+            one = {"input_ids": np.array([e.ids], dtype=np.int64),
+                   "attention_mask": np.array([e.attention_mask], dtype=np.int64),
+                   "token_type_ids": np.array([e.type_ids], dtype=np.int64)}
+            return {name: one[name] for name in inputs}
         n, width = len(encodings), max((len(e.ids) for e in encodings), default=0)
         ids = np.full((n, width), self.pad_id, dtype=np.int64)
         mask = np.zeros((n, width), dtype=np.int64)
@@ -66,6 +78,8 @@ class BundleTokenizer:
         if not isinstance(batch_size, int) or batch_size < 1:
             raise UsageError(f"batch_size must be a positive integer, got {batch_size!r}")
         encodings = self.encode(texts, pairs)
+        if len(encodings) == 1:
+            return [Batch(np.zeros(1, dtype=np.intp), self.pad(encodings, inputs), encodings)]
         lengths = np.array([len(e.ids) for e in encodings])
         order = np.argsort(lengths, kind="stable") if sort else np.arange(len(encodings))
         out = []

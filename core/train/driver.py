@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..config import TrainConfig
-from ..data import ColumnMap, Dataset, Example, LabelMap, load_dataset, stratified_split
+from ..data import Dataset, Example, LabelMap, stratified_split
 from ..errors import ConfigError, DataError
 from ..metrics import headline
 from ..modeling import ModelSpec, TaskModel, build_task_model
 from ..runinfo import library_versions, utc_now, write_json
-from ..tasks import TaskSpec
+from ..tasks import TaskSpec, load_split
 from .features import encode
 from .loop import Trainer
 from .modes import apply_mode, merge_lora
@@ -27,21 +27,6 @@ if TYPE_CHECKING:
 
 
 # -- data ---------------------------------------------------------------------
-def load_split(task: TaskSpec, path: str | Path, split: str, pm, *, columns: dict | None = None,
-               labels: list[str] | None = None, encoding: str = "utf-8") -> Dataset:
-    """Load one file for ``task``: a plugin's loader first, else core's; then validate."""
-    path = str(path)
-    ds = pm.hook.tuneforge_load_data(task=task, path=path, split=split)
-    if ds is None:
-        cmap = ColumnMap.from_dict({**task.columns, **(columns or {})})
-        ds = load_dataset(path, cmap, label_kind=task.label_kind, labels=labels or None, encoding=encoding)
-    problems = [p for answer in pm.hook.tuneforge_validate_data(task=task, dataset=ds) if answer for p in answer]
-    if problems:
-        raise DataError("; ".join(problems[:5]) + (f" (+{len(problems) - 5} more)" if len(problems) > 5 else ""),
-                        path=path)
-    return ds
-
-
 def _split(ds: Dataset, fractions: tuple[float, ...], seed: int) -> tuple[Dataset, ...]:
     if len(ds) < 2 * len(fractions):
         raise DataError(f"only {len(ds)} rows: too few to split into {len(fractions)} parts",
@@ -137,6 +122,7 @@ def run_training(task: TaskSpec, config: TrainConfig, pm, *, progress: bool = Tr
     set_seed(config.seed)  # the new head's initial weights depend on it
     model, tokenizer = build_task_model(spec, dropout=config.dropout)
     summary = apply_mode(model, "head" if config.mode == "few-shot" else config.mode, top_k=config.top_k,
+                         train_word_embeddings=config.train_word_embeddings,
                          lora={"r": config.lora_r, "alpha": config.lora_alpha,
                                "dropout": config.lora_dropout, "targets": config.lora_targets})
     run_dir = Path(config.resume) if config.resume and Path(config.resume).is_dir() else new_run_dir(config, task)

@@ -137,6 +137,32 @@ def serve(bot_dir, host, port, token):
     run_server(app, host=host, port=port)
 
 
+@group.command(epilog="""\b
+Example:
+  tuneforge support-bot loadtest --clients 20 --seconds 30""")
+@bot_dir_option
+@click.option("--clients", default=20, show_default=True, type=click.IntRange(1, 500),
+              help="Concurrent clients, each its own session.")
+@click.option("--seconds", default=30.0, show_default=True, type=click.FloatRange(0.5, 3600),
+              help="How long the clients keep sending.")
+@click.option("--json", "as_json", is_flag=True)
+def loadtest(bot_dir, clients, seconds, as_json):
+    """Serve the bot in a child process, load /v1/chat from many clients, check no transcript row is lost.
+
+    Messages are the bundled test questions, knowledge-base questions and out-of-scope
+    questions.  Exits 1 if any request failed or any answered turn is missing from (or
+    differs in) bot.sqlite.
+    """
+    from .datasets import kb_questions, labelled_questions, out_of_scope
+    from .loadtest import run_load
+
+    messages = [q for q, _ in labelled_questions()[:500]] + [q for q, _ in kb_questions()] + out_of_scope()
+    report = run_load(bot_dir, messages, clients=clients, seconds=seconds)
+    _echo(report.to_dict(), as_json)
+    if not report.passed:
+        raise SystemExit(1)
+
+
 @group.command(name="eval", epilog=EXAMPLE)
 @bot_dir_option
 @click.option("--sample", default=400, show_default=True, type=int,

@@ -1,0 +1,177 @@
+"""Load-test a bot's HTTP service: many clients at once, then check that no transcript row was lost.
+
+:func:`run_load` starts ``tuneforge support-bot serve`` in its own process (as in production),
+lets ``clients`` threads post ``/v1/chat`` turns for ``seconds``, stops the server, and then
+checks every answered turn against ``bot.sqlite``: a row with the turn id the client was given,
+the client's session and the (masked) message it sent.  Standard library only on the client side.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from tuneforge.errors import TuneforgeError
+
+from .pii import mask
+
+
+@dataclass
+class LoadReport:
+    clients: int
+    seconds: float
+    requests: int = 0
+    ok: int = 0
+    errors: dict = field(default_factory=dict)      # "HTTP 500" / exception name -> count
+    kinds: dict = field(default_factory=dict)       # answer kind -> count
+    latency_ms: dict = field(default_factory=dict)  # p50 / p95 / max, client side
+    requests_per_s: float = 0.0
+    transcript_rows: int = 0
+    missing_rows: int = 0                           # answered turns with no matching row
+    mismatched_rows: int = 0                        # rows whose session / text differ from the request
+
+    @property
+    def passed(self) -> bool:
+        return self.requests > 0 and self.ok == self.requests and not self.errors \
+            and not self.missing_rows and not self.mismatched_rows and self.transcript_rows == self.ok
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "passed": self.passed}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(bot_dir: str | Path, port: int, *, timeout: float = 120.0) -> subprocess.Popen:
+    """``tuneforge support-bot serve`` in a child process; returns once /healthz answers."""
+    cmd = [sys.executable, "-m", "tuneforge", "support-bot", "serve", "--bot-dir", str(bot_dir),
+           "--port", str(port)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise TuneforgeError(f"the bot server exited with code {proc.returncode}: "
+                                 f"{(proc.stderr.read() or '').strip()[-500:]}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/healthz")
+            if conn.getresponse().status == 200:
+                return proc
+        except OSError:
+            time.sleep(0.2)
+    stop_server(proc)
+    raise TuneforgeError(f"the bot server did not answer /healthz within {timeout:.0f} s")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:  # pragma: no cover - a hung server
+        proc.kill()
+        proc.wait()
+
+
+def _client(port: int, messages: list[str], offset: int, stop: float, sent: list, lock: threading.Lock) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    session, i = None, offset
+    local = []
+    while time.monotonic() < stop:
+        text = messages[i % len(messages)]
+        i += 1
+        body = json.dumps({"message": text, **({"session_id": session} if session else {})})
+        start = time.perf_counter()
+        try:
+            conn.request("POST", "/v1/chat", body, {"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            payload = resp.read()
+            status = resp.status
+        except (OSError, http.client.HTTPException) as e:
+            local.append({"error": type(e).__name__})
+            conn.close()
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            continue
+        ms = (time.perf_counter() - start) * 1000
+        if status != 200:
+            local.append({"error": f"HTTP {status}", "ms": ms})
+            continue
+        data = json.loads(payload)
+        session = data["session_id"]
+        local.append({"turn_id": data["turn_id"], "session": session, "text": text, "kind": data["kind"],
+                      "ms": ms})
+    conn.close()
+    with lock:
+        sent.extend(local)
+
+
+def check_transcripts(db_path: str | Path, answered: list[dict]) -> tuple[int, int, int]:
+    """(rows in the table, answered turns with no row, rows that do not match their request)."""
+    db = sqlite3.connect(str(db_path))
+    try:
+        rows = {r[0]: (r[1], r[2]) for r in db.execute("SELECT id, session, user_text FROM turns")}
+    finally:
+        db.close()
+    missing = sum(1 for a in answered if a["turn_id"] not in rows)
+    mismatched = sum(1 for a in answered if a["turn_id"] in rows
+                     and rows[a["turn_id"]] != (a["session"], mask(a["text"])))
+    return len(rows), missing, mismatched
+
+
+def run_load(bot_dir: str | Path, messages: list[str], *, clients: int = 20, seconds: float = 30.0,
+             port: int | None = None) -> LoadReport:
+    """Serve ``bot_dir``, load it with ``clients`` concurrent sessions for ``seconds``, check the store."""
+    import numpy as np
+
+    if not messages:
+        raise TuneforgeError("no messages to send")
+    bot_dir = Path(bot_dir)
+    db = bot_dir / "bot.sqlite"
+    before = 0
+    if db.exists():
+        with sqlite3.connect(str(db)) as c:
+            before = c.execute("SELECT COUNT(*) FROM turns").fetchone()[0]
+    port = port or free_port()
+    proc = start_server(bot_dir, port)
+    sent: list[dict] = []
+    lock = threading.Lock()
+    try:
+        stop = time.monotonic() + seconds
+        threads = [threading.Thread(target=_client, args=(port, messages, k * 7, stop, sent, lock))
+                   for k in range(clients)]
+        t0 = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        elapsed = time.perf_counter() - t0
+    finally:
+        stop_server(proc)
+    report = LoadReport(clients=clients, seconds=round(elapsed, 1), requests=len(sent))
+    answered = [s for s in sent if "turn_id" in s]
+    report.ok = len(answered)
+    for s in sent:
+        if "error" in s:
+            report.errors[s["error"]] = report.errors.get(s["error"], 0) + 1
+        else:
+            report.kinds[s["kind"]] = report.kinds.get(s["kind"], 0) + 1
+    if answered:
+        ms = np.array([s["ms"] for s in answered])
+        report.latency_ms = {"p50": round(float(np.percentile(ms, 50)), 1),
+                             "p95": round(float(np.percentile(ms, 95)), 1), "max": round(float(ms.max()), 1)}
+    report.requests_per_s = round(report.ok / max(elapsed, 1e-9), 1)
+    rows, report.missing_rows, report.mismatched_rows = check_transcripts(db, answered)
+    report.transcript_rows = rows - before
+    return report
