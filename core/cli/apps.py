@@ -2,58 +2,24 @@
 
 from __future__ import annotations
 
-import re
-import shutil
 from pathlib import Path
 
 import click
 
-from ..errors import PluginError, UsageError
+from ..errors import PluginError
+from ..scaffold import check_name, render_template  # noqa: F401 (render_template: re-exported)
 
 EXAMPLE_NEW = """\b
 Examples:
   tuneforge new app my-bot --template support-bot
-  tuneforge apps          # list the templates plugins offer"""
+  tuneforge apps          # list the templates plugins offer
+  tuneforge new plugin acme-tickets    # an installable plugin package"""
 
-NAME_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
-
-
-def render_template(src: Path, dest: Path, variables: dict[str, str]) -> list[Path]:
-    """Copy ``src`` to ``dest`` replacing ``{{name}}`` placeholders in text files and file names.
-
-    Written to a temp folder first, renamed at the end: no half project on failure.
-    """
-    if dest.exists():
-        raise UsageError(f"{dest} already exists", hint="choose another name or remove it")
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    written = []
-    try:
-        for path in sorted(src.rglob("*")):
-            if "__pycache__" in path.parts:
-                continue
-            rel = str(path.relative_to(src))
-            for key, value in variables.items():
-                rel = rel.replace("{{" + key + "}}", value)
-            target = tmp / rel.removesuffix(".tmpl")
-            if path.is_dir():
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                text = path.read_text(encoding="utf-8")
-            except UnicodeDecodeError:
-                shutil.copy2(path, target)
-            else:
-                for key, value in variables.items():
-                    text = text.replace("{{" + key + "}}", value)
-                target.write_text(text, encoding="utf-8")
-            written.append(dest / target.relative_to(tmp))
-        tmp.rename(dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return written
+EXAMPLE_PLUGIN = """\b
+Examples:
+  tuneforge new plugin acme-tickets
+  cd acme-tickets && pytest                     # contract kit + its own tests
+  tuneforge plugins install ./acme-tickets      # then: tuneforge train --task acme-tickets"""
 
 
 def register(cli: click.Group) -> None:
@@ -87,8 +53,7 @@ def register(cli: click.Group) -> None:
         """Create a working project folder (config, sample data, README, test) from a template."""
         from ..tasks import all_templates
 
-        if not NAME_RE.match(name):
-            raise UsageError(f"app name {name!r} must be lower-case letters, digits, '-' or '_'")
+        check_name(name, "app name")
         templates = all_templates()
         if template not in templates:
             raise PluginError(f"unknown template {template!r} (available: {', '.join(sorted(templates)) or 'none'})",
@@ -97,3 +62,19 @@ def register(cli: click.Group) -> None:
         files = render_template(Path(templates[template].path), dest,
                                 {"name": name, "module": name.replace("-", "_"), "template": template})
         click.echo(f"created {dest} ({len(files)} files); next: cd {dest} && cat README.md")
+
+    @new.command(name="plugin", epilog=EXAMPLE_PLUGIN)
+    @click.argument("name")
+    @click.option("--dir", "parent", default=".", show_default=True, type=click.Path(file_okay=False),
+                  help="Folder to create the package in.")
+    def new_plugin(name, parent):
+        """Create an installable plugin package: pyproject with the `tuneforge` entry point,
+        a hookimpl module with one task and sample data, contract-kit tests, README."""
+        from ..scaffold import plugin_variables, scaffold_plugin
+
+        dest = scaffold_plugin(name, parent)
+        v = plugin_variables(name)
+        shown = dest if dest.is_absolute() or str(dest).startswith(".") else f"./{dest}"
+        click.echo(f"created {dest}: plugin {v['module']} with task {v['task']} "
+                   f"(tuneforge{v['tuneforge_requirement']}); next: cd {dest} && pytest, "
+                   f"then tuneforge plugins install {shown}")

@@ -27,10 +27,11 @@ import os
 from pathlib import Path
 
 from tuneforge import hookimpl
-from tuneforge.tasks import TaskSpec
+from tuneforge.tasks import AppTemplate, TaskSpec
 
 DATA = Path(__file__).parent / "data"
 KB = Path(__file__).parent / "kb"
+TEMPLATES = Path(__file__).parent / "templates"
 TASK = "support-intents"
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,12 @@ def tuneforge_register_tasks(register):
         train_defaults={"mode": "full", "epochs": 3, "max_length": 64, "batch_size": 32,
                         "learning_rate": 1e-4},
     ))
+
+
+@hookimpl
+def tuneforge_register_templates(register):
+    register(AppTemplate(name="support-bot", path=str(TEMPLATES / "support-bot"),
+                         description="A support bot for your own intents: train, export, answer or hand off."))
 
 
 @hookimpl
