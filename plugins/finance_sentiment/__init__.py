@@ -1,7 +1,13 @@
 """Financial sentiment (Twitter financial news, MIT licence, see NOTICE.md).
 
 Plugin for entry point ``finance_sentiment``; the monitor app lives in
-``tuneforge.apps.finance_monitor``.
+``tuneforge.apps.finance_monitor``.  Import-light: loaded for every CLI call.
+
+==============  ==================================================================
+``entities``    cashtags ($AAPL) and a watchlist of companies with aliases
+``commands``    ``tuneforge finance monitor|entities`` and ``tuneforge report finance``
+``templates/``  ``tuneforge new app NAME --template finance-monitor``
+==============  ==================================================================
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from tuneforge import hookimpl
 from tuneforge.tasks import TaskSpec
 
 DATA = Path(__file__).parent / "data"
+TEMPLATES = Path(__file__).parent / "templates"
 TASK = "finance-sentiment"
 LABELS = {"0": "negative", "1": "positive", "2": "neutral"}
 
@@ -46,3 +53,28 @@ def tuneforge_load_data(task, path, split):
     for example in ds.examples:
         example.label = LABELS[example.label]
     return ds
+
+
+@hookimpl
+def tuneforge_postprocess(task, texts, predictions):
+    """finance-sentiment predictions gain ``sentiment`` (the label) and ``entities`` (cashtags)."""
+    if task is None or task.name != TASK:
+        return None
+    from .entities import extract_entities
+
+    return [{**p.to_dict(), "sentiment": p.label, "entities": extract_entities(t)} for t, p in zip(texts, predictions)]
+
+
+@hookimpl
+def tuneforge_register_commands(cli):
+    from .commands import register
+
+    register(cli)
+
+
+@hookimpl
+def tuneforge_register_templates(register):
+    from tuneforge.tasks import AppTemplate
+
+    register(AppTemplate(name="finance-monitor", path=str(TEMPLATES / "finance-monitor"),
+                         description="News-stream sentiment monitor: watchlist, windows, surge alerts, webhook."))

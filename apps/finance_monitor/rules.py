@@ -1,0 +1,223 @@
+"""Alert rules (``[[rules]]`` in ``monitor.toml``), checked per key after every item.
+
+==================  ==========================================================================
+``negative_share``  share of negative items in ``window`` >= ``threshold``, at least ``min_volume``
+``negative_surge``  negative items in the current ``bucket`` vs an EWMA baseline of past buckets:
+                    z-score >= ``z`` and count >= ``min_count`` (after ``warmup`` buckets)
+``sentiment_drop``  mean sentiment (p(pos) - p(neg)) in ``window`` fell by >= ``drop`` below the
+                    rest of the ``baseline`` window
+==================  ==========================================================================
+
+A rule is a condition; :class:`tuneforge.apps.finance_monitor.alerts.AlertEngine` turns it
+into alerts: one when the condition starts to hold (not again until it has cleared), and
+never within ``cooldown`` of the previous alert for the same rule and key.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+from tuneforge.errors import ConfigError
+
+from .durations import format_duration, parse_duration
+from .windows import NEG, Entry, WindowSet
+
+SCOPES = ("entity", "topic", "all")
+SEVERITIES = ("info", "warning", "critical")
+
+
+@dataclass
+class Finding:
+    """A rule's condition holds for a key: the measured ``value`` against ``threshold``."""
+
+    value: float
+    threshold: float
+    severity: str
+    message: str
+    item_ids: list[str]
+    volume: int
+
+
+@dataclass
+class Rule:
+    name: str
+    kind: str = ""
+    scope: str = "entity"
+    entities: list[str] = field(default_factory=list)   # only these keys (empty: all in scope)
+    cooldown: float = 3600.0
+    severity: str = "warning"
+    critical_at: float | None = None                    # value at or above which severity is critical
+    max_items: int = 20
+
+    def __post_init__(self):
+        if not self.name or not isinstance(self.name, str):
+            raise ConfigError("every [[rules]] needs a name")
+        if self.scope not in SCOPES:
+            raise ConfigError(f"rule {self.name}: scope must be one of {', '.join(SCOPES)}")
+        if self.severity not in SEVERITIES:
+            raise ConfigError(f"rule {self.name}: severity must be one of {', '.join(SEVERITIES)}")
+        self.entities = [e.upper().lstrip("$") for e in self.entities]
+        self.kind = {cls: k for k, cls in KINDS.items()}.get(type(self), self.kind)
+
+    def applies_to(self, key: str) -> bool:
+        if self.scope == "all":
+            return key == "*"
+        if self.scope == "topic":
+            return key.startswith("topic:") and (not self.entities or key[6:].upper() in self.entities)
+        return not key.startswith("topic:") and key != "*" and (not self.entities or key in self.entities)
+
+    def windows(self) -> list[float]:
+        return []
+
+    def observe(self, key: str, entry: Entry, state: dict) -> None:
+        """Called for each item of ``key`` before :meth:`check` (rules with their own state)."""
+
+    def check(self, key: str, windows: WindowSet, state: dict) -> Finding | None:
+        raise NotImplementedError
+
+    def _severity(self, value: float) -> str:
+        return "critical" if self.critical_at is not None and value >= self.critical_at else self.severity
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class NegativeShareRule(Rule):
+    window: float = 3600.0
+    threshold: float = 0.5
+    min_volume: int = 5
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not 0 < self.threshold <= 1 or self.min_volume < 1:
+            raise ConfigError(f"rule {self.name}: threshold must be in (0, 1] and min_volume >= 1")
+
+    def windows(self):
+        return [self.window]
+
+    def check(self, key, windows, state):
+        w = windows.get(key, self.window)
+        if w.n < self.min_volume:
+            return None
+        share = w.share(NEG)
+        if share < self.threshold:
+            return None
+        return Finding(share, self.threshold, self._severity(share),
+                       f"{key}: {share:.0%} of {w.n} items negative in {format_duration(self.window)} "
+                       f"(threshold {self.threshold:.0%})", w.item_ids(NEG, self.max_items), w.n)
+
+
+@dataclass
+class NegativeSurgeRule(Rule):
+    bucket: float = 3600.0
+    z: float = 3.0
+    min_count: int = 5
+    alpha: float = 0.3        # EWMA weight of the newest closed bucket
+    warmup: int = 3           # closed buckets needed before the baseline is trusted
+    min_std: float = 1.0      # floor for the baseline's standard deviation
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.bucket <= 0 or not 0 < self.alpha <= 1 or self.min_count < 1 or self.min_std <= 0:
+            raise ConfigError(f"rule {self.name}: bucket > 0, 0 < alpha <= 1, min_count >= 1, min_std > 0")
+
+    def observe(self, key, entry, state):
+        b = int(entry.ts // self.bucket)
+        cur = state.get("bucket")
+        if cur is None:
+            state.update(bucket=b, count=0, mean=0.0, var=0.0, n=0, ids=[])
+        elif b > cur:
+            # close the current bucket, then the empty ones in between (a long gap decays the baseline)
+            counts = [state["count"]] + [0] * min(b - cur - 1, 200)
+            for c in counts:
+                if state["n"] == 0:
+                    state["mean"], state["var"] = float(c), 0.0
+                else:
+                    diff = c - state["mean"]
+                    incr = self.alpha * diff
+                    state["mean"] += incr
+                    state["var"] = (1 - self.alpha) * (state["var"] + diff * incr)
+                state["n"] += 1
+            state.update(bucket=b, count=0, ids=[])
+        elif b < cur:
+            return  # late item for a closed bucket: the baseline is not rewritten
+        if entry.label == NEG:
+            state["count"] += 1
+            state["ids"] = (state["ids"] + [entry.item_id])[-self.max_items:]
+
+    def check(self, key, windows, state):
+        if state.get("n", 0) < self.warmup or state.get("count", 0) < self.min_count:
+            return None
+        std = max(math.sqrt(max(state["var"], 0.0)), self.min_std)
+        z = (state["count"] - state["mean"]) / std
+        if z < self.z:
+            return None
+        return Finding(z, self.z, self._severity(z),
+                       f"{key}: {state['count']} negative items this {format_duration(self.bucket)} vs a baseline "
+                       f"of {state['mean']:.1f} (z = {z:.1f})", list(state["ids"]), state["count"])
+
+
+@dataclass
+class SentimentDropRule(Rule):
+    window: float = 3600.0
+    baseline: float = 86400.0
+    drop: float = 0.4
+    min_volume: int = 5
+    min_baseline: int = 10
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.baseline <= self.window:
+            raise ConfigError(f"rule {self.name}: baseline must be longer than window")
+        if not 0 < self.drop <= 2 or self.min_volume < 1 or self.min_baseline < 1:
+            raise ConfigError(f"rule {self.name}: drop in (0, 2], min_volume and min_baseline >= 1")
+
+    def windows(self):
+        return [self.window, self.baseline]
+
+    def check(self, key, windows, state):
+        w, b = windows.get(key, self.window), windows.get(key, self.baseline)
+        rest = b.n - w.n
+        if w.n < self.min_volume or rest < self.min_baseline:
+            return None
+        before = (b.sentiment_sum - w.sentiment_sum) / rest
+        fall = before - w.mean
+        if fall < self.drop:
+            return None
+        return Finding(fall, self.drop, self._severity(fall),
+                       f"{key}: mean sentiment {w.mean:+.2f} over {format_duration(self.window)} "
+                       f"vs {before:+.2f} before (drop {fall:.2f})", w.item_ids(NEG, self.max_items), w.n)
+
+
+KINDS = {"negative_share": NegativeShareRule, "negative_surge": NegativeSurgeRule,
+         "sentiment_drop": SentimentDropRule}
+DURATIONS = ("cooldown", "window", "bucket", "baseline")
+
+
+def rule_from_dict(data: dict, index: int = 0) -> Rule:
+    if not isinstance(data, dict):
+        raise ConfigError(f"rule #{index + 1} must be a table")
+    data = dict(data)
+    kind = data.get("kind")
+    if kind not in KINDS:
+        raise ConfigError(f"rule #{index + 1} ({data.get('name', '?')}): kind must be one of {', '.join(KINDS)}, "
+                          f"got {kind!r}")
+    cls = KINDS[kind]
+    allowed = set(cls.__dataclass_fields__)
+    unknown = set(data) - allowed
+    if unknown:
+        raise ConfigError(f"rule {data.get('name', index + 1)}: unknown key(s) {sorted(unknown)}",
+                          hint="allowed: " + ", ".join(sorted(allowed)))
+    data.setdefault("name", f"{kind}-{index + 1}")
+    for k in DURATIONS:
+        if k in data:
+            try:
+                data[k] = parse_duration(data[k], f"rule {data['name']} {k}")
+            except ValueError as e:
+                raise ConfigError(str(e)) from None
+    try:
+        return cls(**data)
+    except TypeError as e:
+        raise ConfigError(f"rule {data['name']}: {e}") from None

@@ -1,0 +1,230 @@
+"""The monitor's state in one SQLite file: items, per-key entries, read positions, rule state,
+alerts and their deliveries.
+
+Each batch is written in one transaction (items + positions + rule state + alerts), so a
+killed monitor restarts exactly where the last committed batch ended: no item lost, no
+alert raised twice.  Deliveries are an outbox: an alert reaches a sink at least once, with
+its id as the idempotency key.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from .windows import Entry
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS items (
+    id TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    ts REAL NOT NULL,
+    source TEXT NOT NULL,
+    text TEXT NOT NULL,
+    label TEXT NOT NULL,
+    p_neg REAL NOT NULL, p_neu REAL NOT NULL, p_pos REAL NOT NULL,
+    entities TEXT NOT NULL,
+    topic TEXT
+);
+CREATE INDEX IF NOT EXISTS items_ts ON items(ts);
+CREATE TABLE IF NOT EXISTS item_keys (
+    key TEXT NOT NULL,
+    ts REAL NOT NULL,
+    seq INTEGER NOT NULL,
+    label INTEGER NOT NULL,
+    sentiment REAL NOT NULL,
+    item_id TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS item_keys_key_ts ON item_keys(key, ts);
+CREATE INDEX IF NOT EXISTS item_keys_ts ON item_keys(ts);
+CREATE TABLE IF NOT EXISTS positions (
+    source TEXT PRIMARY KEY,
+    offset INTEGER NOT NULL,
+    line INTEGER NOT NULL,
+    updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS rule_state (
+    rule TEXT NOT NULL,
+    key TEXT NOT NULL,
+    state TEXT NOT NULL,
+    PRIMARY KEY (rule, key)
+);
+CREATE TABLE IF NOT EXISTS alerts (
+    id TEXT PRIMARY KEY,
+    ts REAL NOT NULL,
+    rule TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    key TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    created REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS alerts_ts ON alerts(ts);
+CREATE TABLE IF NOT EXISTS deliveries (
+    alert_id TEXT NOT NULL REFERENCES alerts(id),
+    sink TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'done', 'failed')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    updated REAL NOT NULL,
+    PRIMARY KEY (alert_id, sink)
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+LABEL_NAMES = ("negative", "neutral", "positive")
+
+
+class Store:
+    """Thread-safe (one connection, one lock): the HTTP thread and the webhook worker share it."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self.db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(SCHEMA)
+        self._seq = self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM items").fetchone()[0]
+
+    def close(self) -> None:
+        with self._lock:
+            self.db.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    @contextmanager
+    def transaction(self):
+        with self._lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+
+    # -- items ------------------------------------------------------------------
+    def next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def known_ids(self, ids: list[str]) -> set[str]:
+        found: set[str] = set()
+        with self._lock:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start:start + 500]
+                q = "SELECT id FROM items WHERE id IN (%s)" % ",".join("?" * len(chunk))
+                found.update(r[0] for r in self.db.execute(q, chunk))
+        return found
+
+    def add_item(self, item, seq: int, label: int, probs, entities: list[str], topic: str | None) -> None:
+        self.db.execute("INSERT INTO items VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                        (item.id, seq, item.ts, item.source, item.text, LABEL_NAMES[label],
+                         float(probs[0]), float(probs[1]), float(probs[2]), json.dumps(entities), topic))
+
+    def add_entries(self, rows: list[tuple[str, Entry]]) -> None:
+        self.db.executemany("INSERT INTO item_keys VALUES (?,?,?,?,?,?)",
+                            [(k, e.ts, e.seq, e.label, e.sentiment, e.item_id) for k, e in rows])
+
+    def entries_since(self, since: float):
+        """``(key, Entry)`` rows with ``ts > since``, in arrival order (to rebuild the windows)."""
+        with self._lock:
+            rows = self.db.execute("SELECT key, ts, seq, label, sentiment, item_id FROM item_keys "
+                                   "WHERE ts > ? ORDER BY seq", (since,)).fetchall()
+        return [(r[0], Entry(r[1], r[2], r[3], r[4], r[5])) for r in rows]
+
+    def clock(self) -> float | None:
+        with self._lock:
+            return self.db.execute("SELECT MAX(ts) FROM items").fetchone()[0]
+
+    def count_items(self) -> int:
+        with self._lock:
+            return self.db.execute("SELECT COUNT(*) FROM items").fetchone()[0]
+
+    # -- positions ---------------------------------------------------------------
+    def position(self, source: str) -> tuple[int, int]:
+        with self._lock:
+            row = self.db.execute("SELECT offset, line FROM positions WHERE source = ?", (source,)).fetchone()
+        return (row[0], row[1]) if row else (0, 0)
+
+    def set_position(self, source: str, offset: int, line: int) -> None:
+        self.db.execute("INSERT INTO positions VALUES (?,?,?,?) ON CONFLICT(source) DO UPDATE SET "
+                        "offset = excluded.offset, line = excluded.line, updated = excluded.updated",
+                        (source, offset, line, time.time()))
+
+    # -- rule state ----------------------------------------------------------------
+    def rule_states(self) -> dict[tuple[str, str], dict]:
+        with self._lock:
+            return {(r[0], r[1]): json.loads(r[2]) for r in self.db.execute("SELECT rule, key, state FROM rule_state")}
+
+    def save_rule_states(self, states: dict[tuple[str, str], dict]) -> None:
+        self.db.executemany("INSERT INTO rule_state VALUES (?,?,?) ON CONFLICT(rule, key) DO UPDATE SET "
+                            "state = excluded.state", [(r, k, json.dumps(s)) for (r, k), s in states.items()])
+
+    # -- alerts and deliveries -------------------------------------------------------
+    def add_alert(self, alert, sinks: list[str]) -> bool:
+        cur = self.db.execute("INSERT OR IGNORE INTO alerts VALUES (?,?,?,?,?,?,?,?)",
+                              (alert.id, alert.ts, alert.rule, alert.kind, alert.key, alert.severity,
+                               json.dumps(alert.to_dict()), time.time()))
+        if cur.rowcount == 0:
+            return False  # the same alert id was already raised: de-duplicated
+        self.db.executemany("INSERT OR IGNORE INTO deliveries (alert_id, sink, updated) VALUES (?,?,?)",
+                            [(alert.id, s, time.time()) for s in sinks])
+        return True
+
+    def alerts(self, since: float | None = None, until: float | None = None, limit: int | None = None) -> list[dict]:
+        q, args = "SELECT payload FROM alerts WHERE ts >= ? AND ts <= ? ORDER BY ts DESC, created DESC", \
+            [since if since is not None else float("-inf"), until if until is not None else float("inf")]
+        if limit:
+            q += " LIMIT ?"
+            args.append(limit)
+        with self._lock:
+            return [json.loads(r[0]) for r in self.db.execute(q, args)][::-1]
+
+    def pending_deliveries(self, sink: str, include_failed: bool = True) -> list[dict]:
+        statuses = ("pending", "failed") if include_failed else ("pending",)
+        with self._lock:
+            marks = ",".join("?" * len(statuses))
+            rows = self.db.execute("SELECT a.payload FROM deliveries d JOIN alerts a ON a.id = d.alert_id "
+                                   f"WHERE d.sink = ? AND d.status IN ({marks}) ORDER BY a.ts",
+                                   (sink, *statuses)).fetchall()
+        return [json.loads(r[0]) for r in rows]
+
+    def mark_delivery(self, alert_id: str, sink: str, ok: bool, attempts: int = 1, error: str | None = None) -> None:
+        with self._lock:
+            self.db.execute("UPDATE deliveries SET status = ?, attempts = attempts + ?, last_error = ?, updated = ? "
+                            "WHERE alert_id = ? AND sink = ?",
+                            ("done" if ok else "failed", attempts, error, time.time(), alert_id, sink))
+
+    def delivery_counts(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        with self._lock:
+            for sink, status, n in self.db.execute("SELECT sink, status, COUNT(*) FROM deliveries GROUP BY 1, 2"):
+                out.setdefault(sink, {})[status] = n
+        return out
+
+    # -- reports --------------------------------------------------------------------
+    def key_series(self, since: float, until: float, keys: list[str] | None = None):
+        """``(key, ts, label, sentiment)`` rows in ``[since, until]`` (all keys, or ``keys``)."""
+        q = "SELECT key, ts, label, sentiment FROM item_keys WHERE ts >= ? AND ts <= ?"
+        args: list = [since, until]
+        if keys:
+            q += " AND key IN (%s)" % ",".join("?" * len(keys))
+            args += keys
+        with self._lock:
+            return self.db.execute(q + " ORDER BY ts", args).fetchall()
+
+    def time_range(self) -> tuple[float | None, float | None]:
+        with self._lock:
+            row = self.db.execute("SELECT MIN(ts), MAX(ts) FROM items").fetchone()
+        return row[0], row[1]

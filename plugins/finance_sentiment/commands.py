@@ -1,0 +1,107 @@
+"""``tuneforge finance ...`` and ``tuneforge report finance`` (registered by the plugin's hook).
+
+Heavy imports (onnxruntime, matplotlib) happen inside the commands.
+"""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+EXAMPLE = """\b
+Examples:
+  tuneforge train --task finance-sentiment --mode top-k --epochs 1
+  tuneforge export runs/finance-sentiment-top-k-<time> --variants fp32,int8
+  tuneforge new app my-monitor --template finance-monitor
+  tuneforge finance monitor --config my-monitor/monitor.toml
+  tuneforge finance entities --text "$ACME slumps; Globex beats" --config my-monitor/monitor.toml
+  tuneforge report finance --db my-monitor/monitor.db --since 24h --out reports/"""
+
+REPORT_EXAMPLE = """\b
+Examples:
+  tuneforge report finance --db monitor.db --since 24h
+  tuneforge report finance --db monitor.db --since 2024-05-01 --until 2024-05-02 --entity ACME --entity GLBX
+  tuneforge report finance --db monitor.db --since 7d --bucket 1h --out reports/ --json
+
+--since/--until: a duration back from the newest item (24h, 7d) or an ISO date/time."""
+
+
+@click.group(name="finance", epilog=EXAMPLE)
+def group():
+    """Financial news monitor: entities, the monitor app, reports."""
+
+
+@group.command(epilog=EXAMPLE)
+@click.option("--config", "-c", "config_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="monitor.toml")
+@click.option("--once", is_flag=True, help="Exit when nothing is left to read now.")
+@click.option("--dashboard", type=click.Choice(["auto", "on", "off"]), help="Live dashboard (default: config).")
+@click.option("--speed", type=float, help="Replay speed: N x real time (0: as fast as possible).")
+@click.option("--stdin", is_flag=True, help="Also read JSON lines from stdin.")
+@click.option("--http-port", type=int, help="Serve POST /v1/events on this port.")
+@click.option("--json", "as_json", is_flag=True, help="Print the final status as JSON.")
+def monitor(config_path, once, dashboard, speed, stdin, http_port, as_json):
+    """Run the monitor (same as python -m tuneforge.apps.finance_monitor)."""
+    from tuneforge.apps.finance_monitor import run_monitor
+
+    run_monitor(config_path, once=once, dashboard=dashboard, speed=speed, stdin=stdin, http_port=http_port,
+                as_json=as_json)
+
+
+@group.command(epilog=EXAMPLE)
+@click.option("--text", "texts", multiple=True, required=True, help="A headline (repeatable).")
+@click.option("--config", "-c", "config_path", type=click.Path(exists=True, dir_okay=False),
+              help="monitor.toml whose [watchlist] to use (default: cashtags only).")
+def entities(texts, config_path):
+    """Show the entities (cashtags, watchlist companies) found in each text, as JSON lines."""
+    from .entities import Watchlist
+
+    wl = Watchlist()
+    if config_path:
+        from tuneforge.apps.finance_monitor import MonitorConfig
+
+        wl = MonitorConfig.load(config_path).watchlist
+    for text in texts:
+        click.echo(json.dumps({"text": text, "entities": wl.find(text)}))
+
+
+def report_finance_command() -> click.Command:
+    @click.command(name="finance", epilog=REPORT_EXAMPLE)
+    @click.option("--db", default="monitor.db", show_default=True, type=click.Path(dir_okay=False),
+                  help="The monitor's state database ([state] db).")
+    @click.option("--since", help="Start: 24h / 7d back from the newest item, or an ISO date/time.")
+    @click.option("--until", help="End (default: the newest item).")
+    @click.option("--entity", "entity_list", multiple=True, help="Entity to draw (repeatable; default: the busiest).")
+    @click.option("--top", default=6, show_default=True, type=int, help="Busiest entities drawn without --entity.")
+    @click.option("--bucket", help="Bucket size, e.g. 15m or 1h (default: about 48 buckets).")
+    @click.option("--out", "out_dir", default="reports", show_default=True, type=click.Path(file_okay=False))
+    @click.option("--name", default="finance-report", show_default=True, help="File name (.png and .html).")
+    @click.option("--json", "as_json", is_flag=True)
+    def finance(db, since, until, entity_list, top, bucket, out_dir, name, as_json):
+        """Sentiment trend and volume per entity with alerts marked: a PNG and a self-contained HTML page."""
+        from tuneforge.apps.finance_monitor.report import write_report
+
+        report = write_report(db, out_dir, since=since, until=until, entities=list(entity_list) or None, top=top,
+                              bucket=bucket, name=name)
+        if as_json:
+            click.echo(json.dumps(report.to_dict(), indent=2))
+        else:
+            click.echo(f"{len(report.entities)} entities, {len(report.alerts)} alerts -> {report.png}, {report.html}")
+
+    return finance
+
+
+@click.group(name="report", epilog=REPORT_EXAMPLE)
+def report_group():
+    """Reports that plugins provide (e.g. `tuneforge report finance`)."""
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(group)
+    report = cli.commands.get("report")
+    if report is None:               # another plugin may already have created the group
+        report = report_group
+        cli.add_command(report)
+    if isinstance(report, click.Group):
+        report.add_command(report_finance_command())

@@ -1,0 +1,463 @@
+"""Finance monitor pieces: entities, items, windows, rules, alerts, ingest, sinks, HTTP, the model
+scorer on a tiny bundle, reports, CLI, the app template."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from _bundle_helpers import make_run
+from click.testing import CliRunner
+from test_finance_scenario import WebhookReceiver, write_config
+
+from tuneforge.apps.finance_monitor import Monitor, MonitorConfig
+from tuneforge.apps.finance_monitor.alerts import AlertEngine
+from tuneforge.apps.finance_monitor.durations import parse_duration, parse_timestamp
+from tuneforge.apps.finance_monitor.ingest import FileSource
+from tuneforge.apps.finance_monitor.items import Item, Malformed, parse_json_line
+from tuneforge.apps.finance_monitor.rules import NegativeShareRule, NegativeSurgeRule, SentimentDropRule, rule_from_dict
+from tuneforge.apps.finance_monitor.sample import make_stream, write_jsonl
+from tuneforge.apps.finance_monitor.scoring import BundleScorer, KeywordScorer
+from tuneforge.apps.finance_monitor.sinks import WebhookSink
+from tuneforge.apps.finance_monitor.windows import NEG, NEU, POS, Entry, WindowSet
+from tuneforge.errors import ConfigError, UsageError
+from tuneforge.plugins.finance_sentiment.entities import Company, Watchlist, extract_entities
+
+T0 = 1_714_521_600.0  # 2024-05-01T00:00:00Z
+
+
+# -- entities ---------------------------------------------------------------------------------
+def test_cashtags_and_watchlist_aliases():
+    wl = Watchlist([Company("AAPL", "Apple", ["Apple Inc", "iPhone maker"]), Company("F", aliases=["Ford Motor"])])
+    assert wl.find("$tsla falls; Apple Inc beats, iPhone maker rallies, $AAPL up") == ["TSLA", "AAPL"]
+    assert wl.find("Ford Motor recalls cars; F stands for nothing; pineapple") == ["F"]   # bare "F" is no alias
+    assert extract_entities("paid $100 and $5bn for $BRK.B, mail a$b") == ["BRK.B"]
+    assert Watchlist([Company("AAPL")], only_listed=True).find("$AAPL and $MSFT") == ["AAPL"]
+    with pytest.raises(ConfigError, match="not a ticker"):
+        Company("not a ticker")
+    with pytest.raises(ConfigError, match="unknown key"):
+        Watchlist.from_config({"companies": [{"ticker": "A", "alias": ["x"]}]})
+
+
+def test_finance_postprocess_adds_sentiment_and_entities():
+    from tuneforge.plugins.finance_sentiment import tuneforge_postprocess
+    from tuneforge.runtime import Prediction
+    from tuneforge.tasks import get_task
+
+    out = tuneforge_postprocess(task=get_task("finance-sentiment"), texts=["$ACME slumps"],
+                                predictions=[Prediction(label="negative", score=0.9)])
+    assert out == [{"label": "negative", "score": 0.9, "sentiment": "negative", "entities": ["ACME"]}]
+    assert tuneforge_postprocess(task=get_task("support-intents"), texts=["x"], predictions=[None]) is None
+
+
+# -- items and durations -----------------------------------------------------------------------
+def test_items_parse_and_every_malformed_line_has_a_reason():
+    item = parse_json_line('{"id": 7, "timestamp": "2024-05-01T00:00:00Z", "text": "hi", "entities": ["$acme"]}')
+    assert (item.id, item.ts, item.entities) == ("7", T0, ["ACME"])
+    assert parse_json_line('{"id": "a", "ts": 1714521600000, "text": "x"}').ts == T0     # epoch milliseconds
+    for line, reason in [("{oops", "not valid JSON"), ('["a"]', "expected a JSON object"),
+                         ('{"id": "a", "text": "x"}', "missing timestamp"),
+                         ('{"id": "a", "ts": "yesterday", "text": "x"}', "not ISO 8601"),
+                         ('{"ts": 1, "text": "x"}', "missing id"), ('{"id": "a", "ts": 1, "text": "  "}', "empty"),
+                         ('{"id": "a", "ts": 1, "text": "x", "colour": 1}', "unknown field"),
+                         ('{"id": "a", "ts": 1, "text": "x", "entities": ["$1"]}', "not a ticker")]:
+        with pytest.raises(Malformed, match=reason):
+            parse_json_line(line)
+    assert parse_duration("90s") == 90 and parse_duration("1.5h") == 5400 and parse_duration(30) == 30
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration("soon")
+    assert parse_timestamp("2024-05-01T02:00:00+02:00") == T0
+
+
+# -- windows ------------------------------------------------------------------------------------
+def _entry(i, ts, label=NEU, sentiment=0.0):
+    return Entry(T0 + ts, i, label, sentiment, f"i{i}")
+
+
+def test_windows_count_expire_and_take_late_items_in_order():
+    ws = WindowSet([60.0, 3600.0])
+    for i, (ts, label) in enumerate([(0, NEG), (30, POS), (50, NEG)]):
+        ws.advance(T0 + ts)
+        ws.add("ACME", _entry(i, ts, label, {NEG: -1.0, POS: 1.0}[label]))
+    short = ws.get("ACME", 60.0)
+    assert (short.n, short.counts, round(short.mean, 3)) == (3, [2, 0, 1], -0.333)
+    ws.advance(T0 + 70)                 # the item at 0 leaves the 1-minute window
+    assert ws.get("ACME", 60.0).counts == [1, 0, 1] and ws.get("ACME", 3600.0).n == 3
+    ws.add("ACME", _entry(9, 65, NEG))  # out of order, still inside: counted
+    assert ws.get("ACME", 60.0).item_ids(NEG) == ["i2", "i9"]
+    assert not ws.add("ACME", _entry(10, -5000, NEG))   # late for every window
+    assert [k for k, _ in ws.top(3600.0)] == ["ACME"]
+
+
+# -- rules and alerts ---------------------------------------------------------------------------
+def _feed(engine, ws, key, labels, start=0.0, step=60.0):
+    alerts = []
+    for i, label in enumerate(labels):
+        e = Entry(T0 + start + i * step, int(start / step) + i, label, {NEG: -0.9, NEU: 0.0, POS: 0.9}[label],
+                  f"{key}-{int(start)}-{i}")
+        ws.advance(e.ts)
+        ws.add(key, e)
+        alerts += engine.on_entry(key, e, ws)
+    return alerts
+
+
+def test_negative_share_fires_once_per_episode_with_cooldown_and_severity():
+    rule = NegativeShareRule("share", window=600, threshold=0.5, min_volume=4, cooldown=3600, critical_at=0.9)
+    ws, engine = WindowSet(rule.windows()), AlertEngine([rule])
+    assert _feed(engine, ws, "ACME", [NEU, NEG, NEU, NEU]) == []                   # 25 %: below
+    alerts = _feed(engine, ws, "ACME", [NEG, NEG], start=240)                      # 3 of 6 = 50 %
+    assert len(alerts) == 1 and alerts[0].key == "ACME" and alerts[0].severity == "warning"
+    assert alerts[0].ts == T0 + 300 and alerts[0].items == ["ACME-0-1", "ACME-240-0", "ACME-240-1"]
+    assert _feed(engine, ws, "ACME", [NEG] * 5, start=360) == []                   # still active: no repeat
+    assert _feed(engine, ws, "ACME", [POS] * 12, start=720) == []                  # clears
+    assert _feed(engine, ws, "ACME", [NEG] * 12, start=1440) == []                 # again, but within cooldown
+    assert engine.suppressed == 1
+    assert _feed(engine, ws, "ACME", [POS] * 20, start=5 * 3600) == []
+    again = _feed(engine, ws, "ACME", [NEG] * 20, start=6 * 3600)
+    assert [a.severity for a in again] == ["critical"]                             # 100 % >= critical_at
+    assert engine.states[("share", "ACME")]["last"] == again[0].ts
+
+
+def test_surge_rule_uses_an_ewma_baseline_and_dedup_folds_rules():
+    surge = NegativeSurgeRule("surge", bucket=3600, z=3.0, min_count=4, warmup=3)
+    share = NegativeShareRule("share", window=3600, threshold=0.5, min_volume=4)
+    ws, engine = WindowSet([3600.0]), AlertEngine([surge, share], dedup_s=7200)
+    for hour in range(5):   # baseline: 1 negative in 6 per hour
+        assert _feed(engine, ws, "ACME", [NEG, NEU, POS, NEU, POS, NEU], start=hour * 3600, step=600) == []
+    st = engine.states[("surge", "ACME")]
+    assert st["n"] == 4 and 0.9 < st["mean"] <= 1.0
+    alerts = _feed(engine, ws, "ACME", [NEG] * 8, start=5 * 3600, step=60)
+    assert [a.rule for a in alerts] == ["surge"]          # the share rule fired too: folded by dedup
+    assert "z =" in alerts[0].message and engine.suppressed == 1
+
+
+def test_sentiment_drop_compares_with_the_rest_of_the_baseline():
+    rule = SentimentDropRule("drop", window=3600, baseline=86400, drop=0.5, min_volume=4, min_baseline=10)
+    ws, engine = WindowSet(rule.windows()), AlertEngine([rule])
+    assert _feed(engine, ws, "ACME", [POS, NEU] * 10, step=600) == []
+    alerts = _feed(engine, ws, "ACME", [NEG] * 4, start=20 * 600, step=300)
+    assert len(alerts) == 1 and alerts[0].value >= 0.5
+
+
+def test_rule_config_errors_are_one_clear_line():
+    with pytest.raises(ConfigError, match="kind must be one of"):
+        rule_from_dict({"name": "x", "kind": "nope"})
+    with pytest.raises(ConfigError, match="unknown key"):
+        rule_from_dict({"name": "x", "kind": "negative_share", "treshold": 0.5})
+    with pytest.raises(ConfigError, match="duration"):
+        rule_from_dict({"name": "x", "kind": "negative_share", "window": "an hour"})
+    with pytest.raises(ConfigError, match="baseline must be longer"):
+        rule_from_dict({"name": "x", "kind": "sentiment_drop", "window": "1d", "baseline": "1h"})
+    with pytest.raises(ConfigError, match=r"\[sinks\]: unknown key"):
+        MonitorConfig.from_dict({"model": {"scorer": "keywords"}, "sinks": {"slack": "x"}})
+    with pytest.raises(ConfigError, match="needs `bundle"):
+        MonitorConfig.from_dict({"model": {}})
+
+
+# -- ingest --------------------------------------------------------------------------------------
+def test_csv_with_quoted_newlines_resumes_from_its_offset(tmp_path):
+    path = tmp_path / "news.csv"
+    path.write_text('id,timestamp,text,entities\n1,2024-05-01T00:00:00Z,"Acme, Inc. beats\nestimates",ACME\n'
+                    "2,2024-05-01T00:01:00Z,,\n3,2024-05-01T00:02:00Z,Globex slumps,GLBX;ACME\n")
+    src = FileSource(path)
+    first = src.poll(1)
+    assert first[0].item.text == "Acme, Inc. beats\nestimates" and first[0].line == 3
+    resumed = FileSource(path, (first[0].offset, first[0].line))
+    rest = resumed.poll(10)
+    assert [r.error for r in rest] == ["text is empty", None] and rest[1].item.entities == ["GLBX", "ACME"]
+    assert rest[0].line == 4 and resumed.done
+
+
+def test_replay_is_time_compressed(tmp_path):
+    write_jsonl([{"id": str(i), "ts": T0 + i * 60, "text": "x"} for i in range(4)], tmp_path / "n.jsonl")
+    src = FileSource(tmp_path / "n.jsonl", speed=600)      # a minute of news every 0.1 s
+    got, t = [], time.monotonic()
+    while not src.done:
+        got += src.poll(10)
+        time.sleep(src.wait_hint())
+    assert len(got) == 4 and 0.25 < time.monotonic() - t < 1.5
+
+
+def test_duplicates_malformed_and_watch_dir_and_stdin(tmp_path):
+    import io
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    cfg = MonitorConfig.load(write_config(tmp_path, files=[], extra='[ingest.watch]\n'.replace(
+        "[ingest.watch]\n", "")))
+    cfg.ingest.watch_dir, cfg.ingest.poll_s = str(inbox), 0.05
+    write_jsonl([{"id": "a", "ts": T0, "text": "$ACME beats"}, {"id": "b", "ts": T0 + 1, "text": "$ACME misses"}],
+                inbox / "01.jsonl")
+    (inbox / "02.jsonl").write_text('{"id": "a", "ts": 1, "text": "dup"}\nnot json\n')
+    old = time.time() - 60
+    for f in inbox.iterdir():
+        import os
+
+        os.utime(f, (old, old))
+    stdin = io.StringIO('{"id": "s1", "text": "$GLBX surges"}\n{"id": "s2"}\n')
+    with Monitor(cfg, scorer=KeywordScorer()) as mon:
+        stats = mon.run(once=True, stdin=stdin)
+        assert (stats.scored, stats.duplicates, stats.malformed) == (3, 1, 2)
+        labels = dict(mon.store.db.execute("SELECT id, label FROM items").fetchall())
+    assert labels == {"a": "positive", "b": "negative", "s1": "positive"}
+    dead = [json.loads(x) for x in (tmp_path / "dead-letter.jsonl").read_text().splitlines()]
+    assert {d["reason"].split(":")[0] for d in dead} == {"not valid JSON", "missing text"}
+
+
+# -- sinks ---------------------------------------------------------------------------------------
+def test_webhook_retries_with_backoff_then_gives_up_on_client_errors():
+    r = WebhookReceiver(fail_first=2)
+    waits = []
+    try:
+        sink = WebhookSink(r.url, retries=3, backoff_s=0.01, max_backoff_s=0.02, sleep=waits.append)
+        assert sink.send({"id": "a1", "x": 1}) == (True, 3, None)
+        assert r.attempts == 3 and len(waits) == 2 and waits[0] <= 0.01 and waits[1] <= 0.02
+        assert r.headers[0]["Idempotency-Key"] == "a1"
+        r.fail_left, r.status = 5, 400                       # a client error is not retried
+        assert sink.send({"id": "a2"}) == (False, 1, "HTTP 400")
+        r.fail_left, r.status = 10, 503
+        assert sink.send({"id": "a3"})[:2] == (False, 4)    # 1 + 3 retries
+    finally:
+        r.close()
+    dead = WebhookSink("http://127.0.0.1:9/x", retries=1, backoff_s=0, timeout_s=0.5, sleep=lambda s: None)
+    ok, attempts, error = dead.send({"id": "a4"})
+    assert (ok, attempts) == (False, 2) and "URLError" in error
+
+
+def test_failed_webhook_delivery_is_retried_on_restart(tmp_path):
+    items = make_stream(300, burst_ticker="ACME", burst_at=0.5)
+    write_jsonl(items, tmp_path / "news.jsonl")
+    down = WebhookReceiver(fail_first=100)
+    cfg = MonitorConfig.load(write_config(tmp_path, files=["news.jsonl"], webhook_url=down.url))
+    cfg.sinks.webhook.retries, cfg.sinks.sqlite = 1, "alerts.db"
+    with Monitor(cfg, scorer=KeywordScorer()) as mon:
+        mon.run()
+        mon.flush(10)
+        assert mon.store.delivery_counts()["webhook"] == {"failed": 1}
+    down.close()
+    up = WebhookReceiver()
+    try:
+        cfg.sinks.webhook.url = up.url
+        with Monitor(cfg, scorer=KeywordScorer()) as mon:   # nothing new to read; the outbox is retried
+            assert mon.flush(10)
+            assert mon.store.delivery_counts()["webhook"] == {"done": 1}
+        assert [p["key"] for p in up.posts] == ["ACME"]
+    finally:
+        up.close()
+    import sqlite3
+
+    con = sqlite3.connect(tmp_path / "alerts.db")
+    assert [r[0] for r in con.execute("SELECT key FROM alerts")] == ["ACME"]   # the SQLite sink
+    con.close()
+
+
+# -- HTTP ----------------------------------------------------------------------------------------
+def test_post_v1_events(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from tuneforge.apps.finance_monitor.http import create_events_app
+
+    cfg = MonitorConfig.load(write_config(tmp_path, files=[]))
+    with Monitor(cfg, scorer=KeywordScorer()) as mon:
+        client = TestClient(create_events_app(mon, token="s3cret"))
+        auth = {"Authorization": "Bearer s3cret"}
+        assert client.post("/v1/events", json={"id": "1", "text": "x"}).status_code == 401
+        r = client.post("/v1/events", headers=auth, json={"events": [
+            {"id": "1", "timestamp": "2024-05-01T00:00:00Z", "text": "$ACME beats estimates"},
+            {"id": "1", "text": "repeat"}, {"id": "2"}, {"id": "3", "text": "Globex slumps", "ts": T0 + 5}]})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert (body["accepted"], body["duplicates"]) == (2, 1)
+        assert body["malformed"] == [{"line": 3, "reason": "missing text"}]
+        assert client.post("/v1/events", headers=auth, content=b"{").status_code == 400
+        assert client.post("/v1/events", headers=auth, json=[]).status_code == 422
+        assert client.get("/v1/status", headers=auth).json()["stats"]["scored"] == 2
+        assert client.get("/healthz").json() == {"ok": True}
+        ents = dict(mon.store.db.execute("SELECT id, entities FROM items").fetchall())
+        assert json.loads(ents["3"]) == ["GLBX"]
+
+
+# -- the model path: a tiny exported bundle ---------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_sentiment_bundle(tiny_encoder_dir, tmp_path_factory):
+    from tuneforge.export import export_run
+
+    root = tmp_path_factory.mktemp("fin-bundle")
+    run = make_run(root / "runs", tiny_encoder_dir, "classification", labels=["negative", "neutral", "positive"],
+                   task="finance-sentiment", n_rows=24)
+    return export_run(run, out_dir=root / "exports", variants=["fp32", "int8"], measure=False)
+
+
+def test_bundle_scorer_through_the_monitor_config(tmp_path, tiny_sentiment_bundle):
+    items = make_stream(50)
+    write_jsonl(items, tmp_path / "news.jsonl")
+    path = write_config(tmp_path, files=["news.jsonl"])
+    path.write_text(path.read_text().replace('scorer = "keywords"',
+                                             f'bundle = "{tiny_sentiment_bundle}"\nvariant = "int8"'))
+    with Monitor(MonitorConfig.load(path)) as mon:
+        assert isinstance(mon.scorer, BundleScorer) and mon.scorer.predictor.variant == "int8"
+        assert mon.run().scored == 50
+        probs = np.array(mon.store.db.execute("SELECT p_neg, p_neu, p_pos FROM items").fetchall())
+    assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-4)
+    raw = mon.scorer.predictor.predict([items[0]["text"]])[0]
+    # INT8 quantises activations per batch: alone vs in a batch of 50 differs a little
+    assert abs(probs[0][["negative", "neutral", "positive"].index(raw.label)] - raw.score) < 0.01
+
+
+@pytest.fixture(scope="module")
+def tiny_topic_bundle(tiny_encoder_dir, tmp_path_factory):
+    from tuneforge.export import export_run
+
+    root = tmp_path_factory.mktemp("topic-bundle")
+    run = make_run(root / "runs", tiny_encoder_dir, "classification", n_rows=16)   # labels card/payment/account
+    return export_run(run, out_dir=root / "exports", variants=["fp32"], measure=False)
+
+
+def test_bundle_with_other_labels_is_refused(tiny_topic_bundle):
+    from tuneforge.runtime import Predictor
+
+    with pytest.raises(ConfigError, match="negative / neutral / positive"):
+        BundleScorer(Predictor.load(tiny_topic_bundle))
+
+
+def test_topic_model_labels_items_and_topic_windows_get_rules(tmp_path, tiny_topic_bundle):
+    write_jsonl([{"id": "t1", "ts": T0, "text": "$ACME misses"},
+                 {"id": "t2", "ts": T0 + 1, "text": "$ACME misses", "topic": "earnings"}], tmp_path / "n.jsonl")
+    path = write_config(tmp_path, files=["n.jsonl"], extra="")
+    cfg = MonitorConfig.load(path)
+    cfg.model.topic_bundle = str(tiny_topic_bundle)
+    rule = NegativeShareRule("topic-share", scope="topic", window=3600, threshold=0.5, min_volume=1)
+    assert rule.applies_to("topic:earnings") and not rule.applies_to("ACME") and not rule.applies_to("*")
+    cfg.rules = [rule]
+    with Monitor(cfg, scorer=KeywordScorer()) as mon:
+        assert mon.topic_scorer is not None
+        mon.run()
+        topics = dict(mon.store.db.execute("SELECT id, topic FROM items").fetchall())
+        alerts = mon.store.alerts()
+    assert topics["t1"] in {"card", "payment", "account"} and topics["t2"] == "earnings"   # the item's own wins
+    assert sorted(a["key"] for a in alerts) == sorted({f"topic:{topics['t1']}", "topic:earnings"})
+
+
+# -- report and CLI ------------------------------------------------------------------------------------
+@pytest.fixture
+def monitored(tmp_path):
+    write_jsonl(make_stream(400, burst_ticker="ACME", burst_at=0.7), tmp_path / "news.jsonl")
+    cfg = MonitorConfig.load(write_config(tmp_path, files=["news.jsonl"]))
+    with Monitor(cfg, scorer=KeywordScorer()) as mon:
+        mon.run()
+    return tmp_path / "monitor.db"
+
+
+def test_report_finance_cli_writes_png_and_self_contained_html(monitored, tmp_path):
+    from tuneforge.cli import cli
+
+    out = tmp_path / "reports"
+    res = CliRunner().invoke(cli, ["report", "finance", "--db", str(monitored), "--since", "12h", "--out", str(out),
+                                   "--json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output)
+    assert data["alerts"] == 1 and data["entities"][0]["key"] in {"ACME", "GLBX", "INIT", "UMBR", "HOOL"}
+    png = (out / "finance-report.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    page = (out / "finance-report.html").read_text()
+    assert "data:image/png;base64," in page and "ACME" in page and "<link" not in page and "src=\"http" not in page
+    res = CliRunner().invoke(cli, ["report", "finance", "--db", str(monitored), "--entity", "NOPE", "--out", str(out)])
+    assert res.exit_code == 2 and "no items for NOPE" in res.output
+    res = CliRunner().invoke(cli, ["report", "finance", "--db", str(monitored), "--since", "last week"])
+    assert res.exit_code == 2 and "--since/--until" in res.output
+
+
+def test_finance_commands_and_help():
+    from tuneforge.cli import cli
+
+    res = CliRunner().invoke(cli, ["finance", "entities", "--text", "$ACME and $GLBX drop"])
+    assert res.exit_code == 0 and json.loads(res.output)["entities"] == ["ACME", "GLBX"]
+    for args in (["finance", "--help"], ["report", "finance", "--help"], ["finance", "monitor", "--help"]):
+        res = CliRunner().invoke(cli, args)
+        assert res.exit_code == 0 and "Examples:" in res.output
+
+
+def test_python_m_entry_point_reports_config_errors_in_one_line(tmp_path):
+    (tmp_path / "monitor.toml").write_text('[model]\nscorer = "keywords"\n[[rules]]\nname = "x"\nkind = "?"\n')
+    proc = subprocess.run([sys.executable, "-m", "tuneforge.apps.finance_monitor", "--config",
+                           str(tmp_path / "monitor.toml")], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: rule #1 (x): kind must be one of")
+
+
+def test_template_generates_a_project_whose_test_passes(tmp_path):
+    from tuneforge.cli import cli
+
+    res = CliRunner().invoke(cli, ["new", "app", "news-watch", "--template", "finance-monitor", "--dir", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    project = tmp_path / "news-watch"
+    assert {p.name for p in project.rglob("*") if p.is_file()} == {"README.md", "monitor.toml", "news.jsonl",
+                                                                  "test_news_watch.py"}
+    assert "# news-watch" in (project / "README.md").read_text()
+    MonitorConfig.load(project / "monitor.toml")   # the config is valid as generated
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"], cwd=project,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "1 passed" in proc.stdout
+    with pytest.raises(UsageError):   # an existing folder is never overwritten
+        from tuneforge.cli.apps import render_template
+        from tuneforge.tasks import all_templates
+
+        render_template(__import__("pathlib").Path(all_templates()["finance-monitor"].path), project, {})
+
+
+def test_item_dataclass_validates():
+    with pytest.raises(Malformed):
+        Item(id="", ts=1.0, text="x")
+
+
+def test_dashboard_renders_top_entities_and_alerts(monitored, tmp_path, capsys):
+    import io
+
+    from rich.console import Console
+
+    from tuneforge.apps.finance_monitor import main
+    from tuneforge.apps.finance_monitor.dashboard import render
+
+    cfg = MonitorConfig.load(tmp_path / "monitor.toml")
+    with Monitor(cfg, scorer=KeywordScorer()) as mon:    # state from the earlier run: windows restored
+        console = Console(file=io.StringIO(), width=140)
+        console.print(render(mon))
+        text = console.file.getvalue()
+    assert "top entities, last 1h" in text and "HOOL" in text and "recent alerts" in text and "ACME:" in text
+    # the app entry point with the live dashboard forced on (nothing new to read: exits at once)
+    assert main(["--config", str(tmp_path / "monitor.toml"), "--dashboard", "on", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["stats"]["scored"] == 0
+
+
+def test_http_service_on_a_real_port(tmp_path):
+    import socket
+    import urllib.request
+
+    from tuneforge.apps.finance_monitor.http import HttpService
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = MonitorConfig.load(write_config(tmp_path, files=[]))
+    with Monitor(cfg, scorer=KeywordScorer()) as mon:
+        service = HttpService(mon, port=port).start()
+        try:
+            body = json.dumps({"id": "h1", "text": "$ACME plunges after fraud probe"}).encode()
+            req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/events", data=body,
+                                         headers={"Content-Type": "application/json"})
+            for _ in range(100):   # wait for uvicorn to listen
+                try:
+                    with urllib.request.urlopen(req, timeout=5) as resp:
+                        answer = json.loads(resp.read())
+                    break
+                except OSError:
+                    time.sleep(0.05)
+            assert answer["accepted"] == 1
+        finally:
+            service.stop()
+        row = mon.store.db.execute("SELECT label, entities FROM items").fetchone()
+        assert tuple(row) == ("negative", '["ACME"]')
