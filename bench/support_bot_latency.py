@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import TWITTER, save
+from common import ROOT, TWITTER, save
 
 from tuneforge.runinfo import cpu_description
 
@@ -53,7 +53,9 @@ def make_bot(src: Path, work: Path, passages: int) -> Path:
     shutil.copytree(resolve(src, config.kb_dir), kb)
     if passages:
         have = sum(len(d.chunks) for d in load_documents(kb))
-        (kb / "filler.txt").write_text("\n\n".join(filler_passages(passages - have)) + "\n", encoding="utf-8")
+        # one Markdown section per headline: one passage each (plain paragraphs this short get glued)
+        sections = [f"## Headline {i}\n\n{t}\n" for i, t in enumerate(filler_passages(passages - have))]
+        (kb / "filler.md").write_text("# Market headlines\n\n" + "\n".join(sections), encoding="utf-8")
     for field in ("intent_bundle", "encoder_bundle", "answers"):
         setattr(config, field, str(resolve(src, getattr(config, field))))
     config.kb_dir = str(kb)
@@ -101,7 +103,7 @@ def measure(bot_dir: Path, texts: list[str], warmup: int = 30) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--bot-dir", default="bots/support-bot", type=Path)
+    parser.add_argument("--bot-dir", default=ROOT / "bots" / "support-bot", type=Path)
     parser.add_argument("--passages", type=int, default=10_000)
     parser.add_argument("--turns", type=int, default=600)
     parser.add_argument("--seed", type=int, default=0)

@@ -61,7 +61,7 @@ class TrainConfig:
     split: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
     limit_train: int | None = None     # keep a stratified subset of this many training rows
     seed: int = 42
-    precision: str = "auto"            # auto | fp32 | bf16 | fp16 (autocast; CUDA only)
+    precision: str = "auto"            # auto | fp32 | bf16 | fp16 (autocast: CUDA; bf16 also on CPU)
     device: str = "auto"
     cache_frozen: bool = True          # top-k / head: run frozen layers once, cache their output
     output_dir: str = "runs"
@@ -88,7 +88,8 @@ class TrainConfig:
              f"few_shot_per_class must be in 1..64, got {self.few_shot_per_class}")
         need(8 <= self.max_length <= 8192, f"max_length must be in 8..8192, got {self.max_length}")
         need(0 <= self.augment < 1, f"augment must be in [0, 1), got {self.augment}")
-        need(self.precision in ("auto", "fp32", "bf16", "fp16"), f"unknown precision {self.precision!r}")
+        need(self.precision in ("auto", "fp32", "bf16", "fp16"), f"unknown precision {self.precision!r}",
+             "use auto, fp32, bf16 or fp16")
         need(self.dropout is None or 0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}")
         need(len(self.split) == 3 and all(f >= 0 for f in self.split) and abs(sum(self.split) - 1) < 1e-6
              and self.split[0] > 0, f"split must be three fractions summing to 1, got {self.split}")

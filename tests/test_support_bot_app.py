@@ -205,6 +205,10 @@ def test_evaluate_reports_accuracy_oos_recall_and_answer_kinds(tiny_bot):
     assert report["kinds"]["out_of_scope"].get("template", 0) <= 0.3
     assert report["kinds"]["kb_questions"].get("retrieval", 0) >= 0.5
     assert report["latency_ms"]["turns"] == 44 and report["latency_ms"]["p50"] > 0
+    handoffs = report["kinds"]["out_of_scope"].get("handoff", 0) * 10
+    assert report["handoff_recall"] == pytest.approx(handoffs / 10)
+    false = sum(report["kinds"][k].get("handoff", 0) * report["kinds"][k]["n"] for k in ("in_scope", "kb_questions"))
+    assert report["handoff_precision"] == pytest.approx(handoffs / (handoffs + false))
 
 
 def test_retrain_folds_feedback_and_reports_against_the_old_model(bot_copy, tiny_encoder_dir):

@@ -123,6 +123,17 @@ def test_classification_report_has_per_class_confusion_and_calibration(tmp_path,
     assert again["metrics"]["n"] == 150 and again["metrics"]["accuracy"] >= 0.8
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "auto"])
+def test_cpu_training_precision_is_chosen_and_recorded(tmp_path, tiny_encoder_dir, data_dir, precision):
+    from tuneforge.train.loop import cpu_has_native_bf16
+
+    run = train(tiny_config(tmp_path, tiny_encoder_dir, "text-classification", data_dir / "cls.csv",
+                            precision=precision, epochs=2), progress=False)
+    bf16 = precision == "bf16" or (precision == "auto" and cpu_has_native_bf16())
+    assert run.fit["autocast"] == ("bfloat16" if bf16 else "fp32")
+    assert run.fit["losses"][-1] < run.fit["losses"][0]
+
+
 def test_seeded_runs_repeat_exactly(tmp_path, tiny_encoder_dir, data_dir):
     runs = [train(tiny_config(tmp_path, tiny_encoder_dir, "text-classification", data_dir / "cls.csv",
                               run_name=f"r{i}", augment=0.1), progress=False) for i in range(2)]

@@ -42,6 +42,7 @@ class FitResult:
     eval_seconds: float = 0.0
     train_examples_seen: int = 0
     stopped_early: bool = False
+    autocast: str = "fp32"              # the dtype training steps really ran in
     losses: list[float] = field(default_factory=list)   # per optimizer micro-step
 
     def to_dict(self) -> dict:
@@ -52,6 +53,20 @@ def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when this CPU multiplies bf16 in hardware (AMX-BF16 or AVX512-BF16, Linux flags).
+
+    There bf16 autocast makes a MiniLM training step ~1.5x faster (bench/RESULTS.md); elsewhere
+    bf16 is emulated and slower than FP32, so ``precision = "auto"`` stays FP32.
+    """
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
 def class_weight_tensor(targets: np.ndarray, n: int) -> torch.Tensor:
@@ -156,13 +171,17 @@ class Trainer:
         scores = out.float() @ pos.float().T * 20.0
         return F.cross_entropy(scores, torch.arange(len(scores), device=scores.device))
 
-    def _autocast(self):
+    def _autocast(self, training: bool = True):
+        """bf16/fp16 autocast on CUDA; bf16 on CPUs with native bf16 matmul (AMX / AVX512-BF16)
+        for training steps only -- evaluation on CPU stays FP32, like the exported model."""
         p = self.config.precision
-        if self.device.type != "cuda" or p == "fp32":
-            return torch.autocast("cpu", enabled=False)
-        dtype = torch.float16 if p == "fp16" or (p == "auto" and not torch.cuda.is_bf16_supported()) \
-            else torch.bfloat16
-        return torch.autocast("cuda", dtype=dtype)
+        if self.device.type == "cuda" and p != "fp32":
+            dtype = torch.float16 if p == "fp16" or (p == "auto" and not torch.cuda.is_bf16_supported()) \
+                else torch.bfloat16
+            return torch.autocast("cuda", dtype=dtype)
+        if self.device.type == "cpu" and training and (p == "bf16" or (p == "auto" and cpu_has_native_bf16())):
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return torch.autocast("cpu", enabled=False)
 
     @torch.inference_mode()
     def predict(self, feats: Features, *, use_cache: bool = True) -> np.ndarray:
@@ -174,7 +193,7 @@ class Trainer:
         try:
             for batch in length_grouped_batches(feats.lengths(), self.config.eval_batch_size, None):
                 b = self._batch(feats, batch)
-                with self._autocast():
+                with self._autocast(training=False):
                     out = self._forward(b).float().cpu().numpy()
                     if self.kind == "embedding":
                         pair = self.model(b["pair_input_ids"], b["pair_attention_mask"]).float().cpu().numpy()
@@ -231,6 +250,9 @@ class Trainer:
         metric = DEFAULT_METRIC[self.kind] if cfg.metric == "auto" else cfg.metric
         higher = HIGHER_IS_BETTER.get(metric, True)
         result = FitResult()
+        with self._autocast() as _:
+            result.autocast = str(torch.get_autocast_dtype(self.device.type)).removeprefix("torch.") \
+                if torch.is_autocast_enabled(self.device.type) else "fp32"
         best_state = None
         patience = 0
         micro = 0

@@ -165,15 +165,16 @@ def loadtest(bot_dir, clients, seconds, as_json):
 
 @group.command(name="eval", epilog=EXAMPLE)
 @bot_dir_option
-@click.option("--sample", default=400, show_default=True, type=int,
-              help="In-scope questions run through the whole cascade (for answer shares and latency).")
+@click.option("--sample", default=0, show_default=True, type=click.IntRange(0),
+              help="In-scope questions run through the whole cascade (answer shares, hand-offs, latency); "
+                   "0 = all of the evaluation half.")
 @click.option("--json", "as_json", is_flag=True)
 def evaluate(bot_dir, sample, as_json):
     """Intent accuracy, out-of-scope precision/recall, retrieval recall@1/@5, answer kinds, latency."""
     from .bot import Bot
     from .evaluate import evaluate_bot
 
-    _echo(evaluate_bot(Bot.load(bot_dir), cascade_sample=sample).to_dict(), as_json)
+    _echo(evaluate_bot(Bot.load(bot_dir), cascade_sample=sample or None).to_dict(), as_json)
 
 
 @group.command(epilog=EXAMPLE)

@@ -3,7 +3,10 @@
 Reports intent accuracy, out-of-scope precision/recall at the calibrated intent threshold
 (out-of-scope = "not answered from a template"), template precision, retrieval recall@1/@5
 on paraphrased knowledge-base questions, and -- running the whole cascade turn by turn --
-the share of answers by kind per question set and the per-turn latency.
+the share of answers by kind per question set, the per-turn latency, and hand-off
+precision/recall: of the turns that end with "I don't know" + a ticket, the share that were
+out-of-scope questions (in the natural mix of the evaluation halves, no reweighting), and of
+the out-of-scope questions, the share handed off.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ class EvalReport:
     retrieval_recall_at_1: float
     retrieval_recall_at_5: float
     n_kb_questions: int
+    handoff_precision: float = 0.0  # of turns handed off (whole cascade), the out-of-scope share
+    handoff_recall: float = 0.0     # of out-of-scope questions, the share handed off
     kinds: dict = field(default_factory=dict)        # set -> {kind: share}
     latency_ms: dict = field(default_factory=dict)   # p50 / p95 / mean per turn
     thresholds: dict = field(default_factory=dict)
@@ -44,7 +49,7 @@ def _ratio(a: float, b: float) -> float:
 
 
 def evaluate_bot(bot: Bot, *, half: str | None = "evaluation", questions_file=INTENT_TEST,
-                 oos_file=OUT_OF_SCOPE, kb_file=KB_QUESTIONS, cascade_sample: int = 400,
+                 oos_file=OUT_OF_SCOPE, kb_file=KB_QUESTIONS, cascade_sample: int | None = None,
                  seed: int = 0) -> EvalReport:
     questions = labelled_questions(questions_file, half)
     oos = out_of_scope(oos_file, half)
@@ -69,9 +74,11 @@ def evaluate_bot(bot: Bot, *, half: str | None = "evaluation", questions_file=IN
         retrieval_recall_at_5=_ratio(sum(g in s[:5] for s, (_, g) in zip(sources, kbq)), len(kbq)),
         n_kb_questions=len(kbq), thresholds=bot.thresholds.to_dict())
     rng = random.Random(seed)
-    sets = {"in_scope": rng.sample([q for q, _ in questions], min(cascade_sample, n_in)),
+    in_scope = [q for q, _ in questions]
+    sets = {"in_scope": rng.sample(in_scope, min(cascade_sample, n_in)) if cascade_sample else in_scope,
             "out_of_scope": oos, "kb_questions": [q for q, _ in kb_questions(kb_file, half)]}
     latencies = []
+    handoffs: dict[str, int] = {}
     for name, texts in sets.items():
         counts: dict[str, int] = {}
         for text in texts:
@@ -81,6 +88,12 @@ def evaluate_bot(bot: Bot, *, half: str | None = "evaluation", questions_file=IN
             counts[kind] = counts.get(kind, 0) + 1
         report.kinds[name] = {k: round(v / max(len(texts), 1), 4) for k, v in sorted(counts.items())}
         report.kinds[name]["n"] = len(texts)
+        handoffs[name] = counts.get("handoff", 0)
+    # in-scope sets count at their real size even when only a sample ran the cascade
+    scale = n_in / max(len(sets["in_scope"]), 1)
+    false_handoffs = handoffs["in_scope"] * scale + handoffs["kb_questions"]
+    report.handoff_precision = _ratio(handoffs["out_of_scope"], handoffs["out_of_scope"] + false_handoffs)
+    report.handoff_recall = _ratio(handoffs["out_of_scope"], len(oos))
     if latencies:
         lat = np.asarray(latencies)
         report.latency_ms = {"p50": round(float(np.percentile(lat, 50)), 2),

@@ -53,6 +53,11 @@ class Store:
         self._db = sqlite3.connect(self.path, check_same_thread=False)
         self._db.row_factory = sqlite3.Row
         self._lock = threading.Lock()
+        if self.path != ":memory:":
+            # WAL: a commit appends to the log without an fsync of the main file (~30 ms per turn
+            # on this project's disks); a crashed process still loses no committed turn
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
         with self._lock, self._db:
             self._db.executescript(SCHEMA)
 
