@@ -1,0 +1,45 @@
+"""HTTP routes (mounted on core's server by ``tuneforge recommender serve`` or ``tuneforge serve``).
+
+``POST /v1/recommend``  ``{"user": "42", "k": 10}`` or ``{"taste": "space operas", "k": 5}``
+                        -> ``{"user", "mode", "recommendations": [{"item", "title", "score",
+                        "features", "because": [history items that drove it]}], "took_ms"}``
+``POST /v1/score``      ``{"user": "42", "items": ["1", "260"]}`` -> ``{"user", "scores": [...]}``
+
+Unknown users, empty tastes and bad ``k`` are 422 ``invalid_request`` errors with one clear line.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field
+
+from .service import MAX_TASTE_CHARS, Recommender
+
+
+class RecommendRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    user: str | int | None = None
+    taste: str | None = Field(default=None, max_length=MAX_TASTE_CHARS)
+    k: int = Field(default=10, ge=1, le=1000)
+    explain: bool = True
+
+
+class ScoreRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    user: str | int
+    items: list[str | int] = Field(min_length=1, max_length=10000)
+
+
+def make_router(recommender: Recommender) -> APIRouter:
+    router = APIRouter(tags=["recommender"])
+
+    @router.post("/v1/recommend")
+    def recommend(req: RecommendRequest):
+        user = None if req.user is None else str(req.user)
+        return recommender.recommend(user, taste=req.taste, k=req.k, explain=req.explain)
+
+    @router.post("/v1/score")
+    def score(req: ScoreRequest):
+        return recommender.score(str(req.user), [str(i) for i in req.items])
+
+    return router
