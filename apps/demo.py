@@ -17,7 +17,7 @@ from rich.console import Console
 CONVERSATION = [
     "I still haven't received my new card, it's been two weeks",
     "How do I top up with Apple Pay?",
-    "what do you charge when I take out more than 200 pounds at cash machines",
+    "how much is the premium plan per month",
     "how long after a purchase can I still raise a chargeback",
     "can you recommend a good pasta recipe for dinner",
     "/quit",
