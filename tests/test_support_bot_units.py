@@ -143,14 +143,14 @@ ANSWERS = {"card_arrival": "Cards arrive in 5 days.", "lost_or_stolen_card": "Fr
 PASSAGE = Chunk(id="fees.md#0", source="fees.md", heading="Fees > ATM", text="ATM fee is 2%.", doc_hash="h")
 
 
-def stub_cascade(probs: dict, best: float):
+def stub_cascade(probs: dict, best: float, handoff: float = float("inf")):
     calls = []
 
     def retrieve(texts, k):
         calls.append(texts)
         return [[Hit(PASSAGE, best)]]
 
-    th = Thresholds(intent=0.7, retrieval=0.6, clarify=0.8, clarify_ratio=0.3)
+    th = Thresholds(intent=0.7, retrieval=0.6, clarify=0.8, clarify_ratio=0.3, handoff=handoff)
     return Cascade(lambda texts: [probs], retrieve, ANSWERS, th), calls
 
 
@@ -182,6 +182,34 @@ def test_cascade_hands_off_when_nothing_is_sure():
     cascade, _ = stub_cascade({"card_arrival": 0.35, "lost_or_stolen_card": 0.05}, best=0.3)
     ans = cascade.answer("what is the weather", Memory())
     assert ans.kind == "handoff" and "don't know" in ans.text
+
+
+@pytest.mark.parametrize("best, kind", [(0.25, "handoff"), (0.45, "clarify")])
+def test_calibrated_handoff_only_for_questions_that_resemble_no_page(best, kind):
+    """Below the hand-off similarity: a ticket; above it (looks like ours, nothing sure): ask."""
+    cascade, _ = stub_cascade({"card_arrival": 0.35, "lost_or_stolen_card": 0.05}, best=best, handoff=0.3)
+    memory = Memory()
+    ans = cascade.answer("hmm, my card thing", memory)
+    assert ans.kind == kind
+    assert memory.pending == ([] if kind == "handoff" else ["card_arrival", "lost_or_stolen_card"])
+
+
+def test_handoff_threshold_is_calibrated_for_ticket_precision():
+    from tuneforge.plugins.support_bot.build import _calibrate_handoff
+
+    class StubBot:  # in-scope questions resemble a page (0.5); out-of-scope ones do not (0.1)
+        def score_intents(self, texts):
+            return [{"card_arrival": 0.3, "lost_or_stolen_card": 0.05} for _ in texts]
+
+        def retrieve(self, texts, k):
+            return [[Hit(PASSAGE, 0.1 if t.startswith("oos") else 0.5)] for t in texts]
+
+    questions = [(f"q{i}", "card_arrival") for i in range(20)]
+    oos = [f"oos{i}" for i in range(10)]
+    top = [[("card_arrival", 0.3), ("lost_or_stolen_card", 0.05)]] * 30
+    cal = _calibrate_handoff(StubBot(), questions, [], oos, top, [0.3] * 30, 0.7, 0.6, 0.8, 0.9, 5)
+    assert cal.reached and cal.accepted == 10 and cal.precision == 1.0
+    assert 0.1 <= -cal.threshold < 0.5  # hand off at or below a similarity that keeps in-scope out
 
 
 def test_template_uses_memory_slots_and_last_intent():

@@ -15,7 +15,7 @@ import numpy as np
 from tuneforge.errors import UsageError
 
 from .bot import Bot, BotConfig, resolve
-from .calibrate import Thresholds, threshold_for_precision
+from .calibrate import Calibration, Thresholds, threshold_for_precision
 from .datasets import ANSWERS, INTENT_TEST, KB_DIR, KB_QUESTIONS, OUT_OF_SCOPE, kb_questions, labelled_questions
 from .datasets import out_of_scope as load_oos
 from .knowledge import load_documents
@@ -81,13 +81,40 @@ def calibrate(bot: Bot, *, target: float = 0.9, questions: list[tuple[str, str]]
                                         [bool(h) and h[0].chunk.source == s for h, s in zip(hits, r_gold)],
                                         target, min_accepted=min_accepted,
                                         weights=_weights(len(kb), len(oos), oos_share))
+    handoff = _calibrate_handoff(bot, questions, kb, oos, top, p1, intent.threshold, retrieval.threshold,
+                                 clarify.threshold if clarify else float("inf"), target, min_accepted)
     details = {"intent": intent.to_dict(), "retrieval": retrieval.to_dict(),
                "clarify": clarify.to_dict() if clarify else None,
+               "handoff": {**handoff.to_dict(), "threshold": -handoff.threshold if handoff.reached else None},
                "data": {"in_scope": len(questions), "out_of_scope": len(oos), "kb_questions": len(kb),
                         "oos_share": oos_share}}
     return Thresholds(intent=intent.threshold, retrieval=retrieval.threshold,
-                      clarify=clarify.threshold if clarify else float("inf"), target_precision=target,
-                      details=details)
+                      clarify=clarify.threshold if clarify else float("inf"),
+                      handoff=-handoff.threshold if handoff.reached else float("inf"),
+                      target_precision=target, details=details)
+
+
+def _calibrate_handoff(bot: Bot, questions, kb, oos, top, p1, t_intent, t_retrieval, t_clarify,
+                       target, min_accepted) -> Calibration:
+    """Among questions the cascade would not answer, the similarity below which a hand-off is
+    right (out-of-scope) with ``target`` precision -- in the natural mix, unweighted: this is
+    the share of tickets that deserve a human.  Scores are negated similarities (lower = more
+    out-of-scope), so the returned threshold is ``-similarity``."""
+    kb_texts = [q for q, _ in kb]
+    kb_top = [sorted(p.items(), key=lambda kv: -kv[1])[:2] for p in bot.score_intents(kb_texts)] if kb else []
+    texts = [q for q, _ in questions] + oos + kb_texts
+    tops = top + kb_top
+    firsts = p1 + [t[0][1] for t in kb_top]
+    is_oos = [False] * len(questions) + [True] * len(oos) + [False] * len(kb)
+    best = [h[0].score if h else -1.0 for h in bot.retrieve(texts, 1)]
+    ratio = Thresholds(intent=t_intent, retrieval=t_retrieval).clarify_ratio
+    unanswered = [i for i in range(len(texts)) if firsts[i] < t_intent and best[i] < t_retrieval
+                  and not (len(tops[i]) > 1 and tops[i][0][1] + tops[i][1][1] >= t_clarify
+                           and tops[i][1][1] >= ratio * tops[i][0][1])]
+    if not unanswered:
+        return Calibration(float("inf"), target, 0.0, 0.0, 0, 0, False)
+    return threshold_for_precision([-best[i] for i in unanswered], [is_oos[i] for i in unanswered], target,
+                                   min_accepted=min_accepted)
 
 
 def calibrate_bot(bot_dir: str | Path, *, target: float = 0.9, questions_file: str | Path = INTENT_TEST,

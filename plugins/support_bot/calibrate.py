@@ -17,6 +17,7 @@ import numpy as np
 from tuneforge.errors import ConfigError, UsageError
 
 NEVER = math.inf
+THRESHOLD_NAMES = ("intent", "retrieval", "clarify", "handoff")
 
 
 @dataclass
@@ -86,17 +87,21 @@ class Thresholds:
     probabilities together, for "did you mean A or B?".  ``retrieval``: cosine similarity
     of the best passage for a knowledge-base answer.  ``clarify_ratio``: the second intent
     must have at least this share of the first one's probability to count as "close".
+    ``handoff``: a question nothing answers is handed to a human only when its best passage's
+    similarity is at most this (out-of-scope questions resemble no page); above it, the bot asks
+    which of its two best intents was meant.  ``null`` (+inf): always hand off.
     """
 
     intent: float
     retrieval: float
     clarify: float = NEVER
+    handoff: float = NEVER
     clarify_ratio: float = 0.3
     target_precision: float = 0.9
     details: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        for name in ("intent", "retrieval", "clarify"):
+        for name in THRESHOLD_NAMES:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or (not math.isinf(value) and not -1 <= value <= 2):
                 raise ConfigError(f"threshold {name} must be a number in [-1, 2] (or null), got {value!r}")
@@ -105,7 +110,7 @@ class Thresholds:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        for name in ("intent", "retrieval", "clarify"):
+        for name in THRESHOLD_NAMES:
             if math.isinf(d[name]):
                 d[name] = None
         return d
@@ -113,7 +118,7 @@ class Thresholds:
     @classmethod
     def from_dict(cls, d: dict) -> "Thresholds":
         d = dict(d)
-        for name in ("intent", "retrieval", "clarify"):
+        for name in THRESHOLD_NAMES:
             if d.get(name) is None:
                 d[name] = NEVER
         return cls(**d)

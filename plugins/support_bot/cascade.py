@@ -140,10 +140,15 @@ class Cascade:
                 ans = Answer("clarify", self.message("_clarify", memory, option1=humanize(i1),
                                                      option2=humanize(i2)),
                              p1 + p2, intent=i1, candidates=candidates)
-            else:
+            elif best <= th.handoff or i2 is None:
                 memory.pending = []
                 ans = Answer("handoff", self.message("_handoff", memory), max(p1, best),
                              intent=i1, candidates=candidates)
+            else:  # resembles our pages, yet nothing is sure: ask rather than hand off
+                memory.pending = [i1, i2]
+                ans = Answer("clarify", self.message("_clarify", memory, option1=humanize(i1),
+                                                     option2=humanize(i2)),
+                             p1 + p2, intent=i1, candidates=candidates)
             ans.sources = ans.sources or [h.to_dict() for h in hits[:3]]
         ans.timings_ms = {**timings, "total": (time.perf_counter() - t0) * 1000}
         return ans
