@@ -108,3 +108,20 @@ def test_toml_config_with_cli_overrides_is_resolved_and_saved(tmp_path, tiny_enc
     assert (saved["epochs"], saved["seed"], saved["batch_size"]) == (1, 9, 4)  # file < flags < --set
     assert saved["columns"] == {"text": "text"} and saved["task"] == "text-classification"
     assert json.loads((tmp_path / "runs" / "r" / "labels.json").read_text())["labels"] == ["no", "yes"]
+
+
+def test_serve_an_app_by_name_runs_its_server_with_the_same_options(monkeypatch):
+    server = cli.commands["support-bot"].commands["serve"]
+    seen = {}
+    monkeypatch.setattr(server, "callback", lambda **kwargs: seen.update(kwargs))
+    result = CliRunner().invoke(cli, ["serve", "support-bot", "--port", "8123", "--token", "t0k"])
+    assert result.exit_code == 0, result.output
+    assert seen["port"] == 8123 and seen["token"] == "t0k" and seen["host"] == "127.0.0.1"
+    assert "bot_dir" in seen  # the app's own options keep their defaults
+
+
+def test_serve_unknown_name_lists_bundles_and_apps():
+    result = CliRunner().invoke(cli, ["serve", "no-such-thing"])
+    assert result.exit_code == 2
+    assert "no-such-thing is neither a bundle folder nor an app with a server" in result.output
+    assert "support-bot" in result.output and "recommender" in result.output
