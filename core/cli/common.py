@@ -23,6 +23,14 @@ def parse_set(values: tuple[str, ...]) -> dict:
     return out
 
 
+def server_options(f):
+    """``--host``, ``--port``, ``--token`` as every tuneforge server takes them (core and plugin apps)."""
+    f = click.option("--token", envvar="TUNEFORGE_TOKEN",
+                     help="Require this bearer token (env TUNEFORGE_TOKEN).")(f)
+    f = click.option("--port", default=8000, show_default=True, type=int)(f)
+    return click.option("--host", default="127.0.0.1", show_default=True)(f)
+
+
 def columns_option(f):
     f = click.option("--text-column", help="Column holding the text (default: the task's, usually 'text').")(f)
     f = click.option("--label-column", help="Column holding the label (default: the task's, usually 'label').")(f)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from .common import server_options
+
 EXAMPLE = """\b
 Examples:
   tuneforge serve exports/support-intents/v1 --port 8000
@@ -15,9 +17,7 @@ Examples:
 def register(cli: click.Group) -> None:
     @cli.command(epilog=EXAMPLE)
     @click.argument("bundle")
-    @click.option("--host", default="127.0.0.1", show_default=True)
-    @click.option("--port", default=8000, show_default=True, type=int)
-    @click.option("--token", envvar="TUNEFORGE_TOKEN", help="Require this bearer token (env TUNEFORGE_TOKEN).")
+    @server_options
     @click.option("--variant", help="ONNX variant (default: the fastest that passed parity here).")
     @click.option("--max-batch", default=64, show_default=True, type=int, help="Largest micro-batch.")
     @click.pass_context

@@ -8,6 +8,7 @@ the best weights kept, a checkpoint per evaluation for ``--resume``.
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 import time
@@ -55,6 +56,7 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+@functools.cache
 def cpu_has_native_bf16() -> bool:
     """True when this CPU multiplies bf16 in hardware (AMX-BF16 or AVX512-BF16, Linux flags).
 
@@ -171,17 +173,22 @@ class Trainer:
         scores = out.float() @ pos.float().T * 20.0
         return F.cross_entropy(scores, torch.arange(len(scores), device=scores.device))
 
-    def _autocast(self, training: bool = True):
-        """bf16/fp16 autocast on CUDA; bf16 on CPUs with native bf16 matmul (AMX / AVX512-BF16)
-        for training steps only -- evaluation on CPU stays FP32, like the exported model."""
+    def _autocast_dtype(self, training: bool = True) -> torch.dtype | None:
+        """bf16/fp16 on CUDA; bf16 on CPUs with native bf16 matmul (AMX / AVX512-BF16) for
+        training steps only -- evaluation on CPU stays FP32, like the exported model.  None: FP32."""
         p = self.config.precision
         if self.device.type == "cuda" and p != "fp32":
-            dtype = torch.float16 if p == "fp16" or (p == "auto" and not torch.cuda.is_bf16_supported()) \
+            return torch.float16 if p == "fp16" or (p == "auto" and not torch.cuda.is_bf16_supported()) \
                 else torch.bfloat16
-            return torch.autocast("cuda", dtype=dtype)
         if self.device.type == "cpu" and training and (p == "bf16" or (p == "auto" and cpu_has_native_bf16())):
-            return torch.autocast("cpu", dtype=torch.bfloat16)
-        return torch.autocast("cpu", enabled=False)
+            return torch.bfloat16
+        return None
+
+    def _autocast(self, training: bool = True):
+        dtype = self._autocast_dtype(training)
+        if dtype is None:
+            return torch.autocast("cpu", enabled=False)
+        return torch.autocast(self.device.type, dtype=dtype)
 
     @torch.inference_mode()
     def predict(self, feats: Features, *, use_cache: bool = True) -> np.ndarray:
@@ -250,9 +257,8 @@ class Trainer:
         metric = DEFAULT_METRIC[self.kind] if cfg.metric == "auto" else cfg.metric
         higher = HIGHER_IS_BETTER.get(metric, True)
         result = FitResult()
-        with self._autocast() as _:
-            result.autocast = str(torch.get_autocast_dtype(self.device.type)).removeprefix("torch.") \
-                if torch.is_autocast_enabled(self.device.type) else "fp32"
+        dtype = self._autocast_dtype()
+        result.autocast = str(dtype).removeprefix("torch.") if dtype is not None else "fp32"
         best_state = None
         patience = 0
         micro = 0

@@ -10,6 +10,8 @@ import os
 
 import click
 
+from tuneforge.cli.common import server_options
+
 EXAMPLE = """\b
 Examples:
   tuneforge recommender build --data ../shared/data/movielens_small --out recommenders/movielens
@@ -132,9 +134,7 @@ def score(user, items, model_dir):
 
 @group.command(epilog=EXAMPLE)
 @model_dir_option
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
-@click.option("--token", envvar="TUNEFORGE_TOKEN", help="Bearer token required by every request.")
+@server_options
 def serve(model_dir, host, port, token):
     """Serve POST /v1/recommend and /v1/score (+ /v1/predict, /healthz, /metrics) on core's server."""
     from tuneforge.serve import create_app, run_server

@@ -10,6 +10,8 @@ import os
 
 import click
 
+from tuneforge.cli.common import server_options
+
 EXAMPLE = """\b
 Examples:
   tuneforge train --task support-intents --mode top-k --epochs 3
@@ -120,9 +122,7 @@ def index(bot_dir):
 
 @group.command(epilog=EXAMPLE)
 @bot_dir_option
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
-@click.option("--token", envvar="TUNEFORGE_TOKEN", help="Require this bearer token (env TUNEFORGE_TOKEN).")
+@server_options
 def serve(bot_dir, host, port, token):
     """Serve the bot on core's HTTP server: POST /v1/chat, /v1/feedback (+ /v1/predict, /healthz, /metrics)."""
     from tuneforge.serve import create_app, run_server

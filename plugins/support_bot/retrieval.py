@@ -8,6 +8,7 @@ small bases use exact search (``IndexFlatIP``), bases over ``hnsw_above`` chunks
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 from dataclasses import asdict, dataclass
@@ -81,6 +82,14 @@ def _faiss_index(vectors: np.ndarray, hnsw_above: int):
 SMALL_QUERY_BATCH = 16
 
 
+@functools.cache
+def _bulk_threads() -> int:
+    """Threads for batch searches: the CPUs this process may use (read once, not per turn)."""
+    from tuneforge.runtime.session import available_cpus
+
+    return available_cpus()
+
+
 class KnowledgeIndex:
     """Chunks + their vectors + a FAISS index over them."""
 
@@ -100,12 +109,11 @@ class KnowledgeIndex:
             return [[] for _ in range(len(query_vectors))]
         import faiss
 
-        from tuneforge.runtime.session import available_cpus
 
         # A chat turn searches one vector: one thread is faster, and FAISS's OpenMP workers would
         # otherwise fight onnxruntime's spinning ones (26 ms instead of 3 ms per turn on 2 cores).
         # The setting is per calling thread, so concurrent HTTP workers each make their own.
-        faiss.omp_set_num_threads(1 if len(query_vectors) <= SMALL_QUERY_BATCH else available_cpus())
+        faiss.omp_set_num_threads(1 if len(query_vectors) <= SMALL_QUERY_BATCH else _bulk_threads())
         scores, ids = self.index.search(_normalise(query_vectors), min(k, len(self.chunks)))
         return [[Hit(self.chunks[i], float(s)) for s, i in zip(row_s, row_i) if i >= 0]
                 for row_s, row_i in zip(scores, ids)]
