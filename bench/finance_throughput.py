@@ -193,7 +193,7 @@ def main() -> None:
 
     import onnxruntime as ort
 
-    from tuneforge.apps.finance_monitor.scoring import BundleScorer
+    from tuneforge.plugins.finance.scoring import BundleScorer
     from tuneforge.runtime import Predictor
 
     texts = read_texts(Path(args.data), args.n)

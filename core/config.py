@@ -7,17 +7,11 @@ Precedence, lowest first: dataclass defaults < the task's ``train_defaults``
 from __future__ import annotations
 
 import dataclasses
-import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 MODES = ("full", "lora", "top-k", "head", "few-shot")
 METRICS = ("auto", "accuracy", "macro_f1", "micro_f1", "loss", "spearman", "recall@1")
@@ -121,15 +115,10 @@ class TrainConfig:
 
 def read_toml(path: str | Path, table: str | None = None) -> dict[str, Any]:
     """Read a TOML file (optionally one table of it) with errors naming file and line."""
+    from .storage import read_toml as read_file
+
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} not found")
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    data = read_file(path)
     if table is not None and table in data:
         if not isinstance(data[table], dict):
             raise ConfigError(f"{path}: [{table}] must be a table")

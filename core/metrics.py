@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .runtime.postprocess import sigmoid, softmax  # noqa: F401 - one implementation, re-used here
+
 
 def encode_targets(kind: str, labels: list, label_ids: dict[str, int]) -> np.ndarray:
     """Gold labels as arrays: class ids, multi-hot rows, floats (zeros for embeddings)."""
@@ -24,16 +26,6 @@ def encode_targets(kind: str, labels: list, label_ids: dict[str, int]) -> np.nda
     if kind == "pair":
         return np.array([float(y) for y in labels], dtype=np.float32)
     return np.zeros(len(labels), dtype=np.float32)  # embedding: targets are positional
-
-
-def softmax(x: np.ndarray) -> np.ndarray:
-    z = x - x.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n: int) -> np.ndarray:

@@ -15,17 +15,17 @@ from click.testing import CliRunner
 from test_finance_scenario import WebhookReceiver, write_config
 
 from tuneforge.apps.finance_monitor import Monitor, MonitorConfig
-from tuneforge.apps.finance_monitor.alerts import AlertEngine
-from tuneforge.apps.finance_monitor.durations import parse_duration, parse_timestamp
-from tuneforge.apps.finance_monitor.ingest import FileSource
-from tuneforge.apps.finance_monitor.items import Item, Malformed, parse_json_line
-from tuneforge.apps.finance_monitor.rules import NegativeShareRule, NegativeSurgeRule, SentimentDropRule, rule_from_dict
-from tuneforge.apps.finance_monitor.sample import make_stream, write_jsonl
-from tuneforge.apps.finance_monitor.scoring import BundleScorer, KeywordScorer
-from tuneforge.apps.finance_monitor.sinks import WebhookSink
-from tuneforge.apps.finance_monitor.windows import NEG, NEU, POS, Entry, WindowSet
+from tuneforge.plugins.finance.alerts import AlertEngine
+from tuneforge.plugins.finance.durations import parse_duration, parse_timestamp
+from tuneforge.plugins.finance.ingest import FileSource
+from tuneforge.plugins.finance.items import Item, Malformed, parse_json_line
+from tuneforge.plugins.finance.rules import NegativeShareRule, NegativeSurgeRule, SentimentDropRule, rule_from_dict
+from tuneforge.plugins.finance.sample import make_stream, write_jsonl
+from tuneforge.plugins.finance.scoring import BundleScorer, KeywordScorer
+from tuneforge.plugins.finance.sinks import WebhookSink
+from tuneforge.plugins.finance.windows import NEG, NEU, POS, Entry, WindowSet
 from tuneforge.errors import ConfigError, UsageError
-from tuneforge.plugins.finance_sentiment.entities import Company, Watchlist, extract_entities
+from tuneforge.plugins.finance.entities import Company, Watchlist, extract_entities
 
 T0 = 1_714_521_600.0  # 2024-05-01T00:00:00Z
 
@@ -44,7 +44,7 @@ def test_cashtags_and_watchlist_aliases():
 
 
 def test_finance_postprocess_adds_sentiment_and_entities():
-    from tuneforge.plugins.finance_sentiment import tuneforge_postprocess
+    from tuneforge.plugins.finance import tuneforge_postprocess
     from tuneforge.runtime import Prediction
     from tuneforge.tasks import get_task
 
@@ -259,7 +259,7 @@ def test_failed_webhook_delivery_is_retried_on_restart(tmp_path):
 def test_post_v1_events(tmp_path):
     from fastapi.testclient import TestClient
 
-    from tuneforge.apps.finance_monitor.http import create_events_app
+    from tuneforge.plugins.finance.http import create_events_app
 
     cfg = MonitorConfig.load(write_config(tmp_path, files=[]))
     with Monitor(cfg, scorer=KeywordScorer()) as mon:
@@ -420,7 +420,7 @@ def test_dashboard_renders_top_entities_and_alerts(monitored, tmp_path, capsys):
     from rich.console import Console
 
     from tuneforge.apps.finance_monitor import main
-    from tuneforge.apps.finance_monitor.dashboard import render
+    from tuneforge.plugins.finance.dashboard import render
 
     cfg = MonitorConfig.load(tmp_path / "monitor.toml")
     with Monitor(cfg, scorer=KeywordScorer()) as mon:    # state from the earlier run: windows restored
@@ -437,7 +437,7 @@ def test_http_service_on_a_real_port(tmp_path):
     import socket
     import urllib.request
 
-    from tuneforge.apps.finance_monitor.http import HttpService
+    from tuneforge.plugins.finance.http import HttpService
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

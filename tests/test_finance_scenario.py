@@ -21,9 +21,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from tuneforge.apps.finance_monitor import Monitor, MonitorConfig
-from tuneforge.apps.finance_monitor.durations import parse_timestamp
-from tuneforge.apps.finance_monitor.sample import make_stream, watchlist_toml, write_jsonl
-from tuneforge.apps.finance_monitor.scoring import KeywordScorer
+from tuneforge.plugins.finance.durations import parse_timestamp
+from tuneforge.plugins.finance.sample import make_stream, watchlist_toml, write_jsonl
+from tuneforge.plugins.finance.scoring import KeywordScorer
 
 RULES = """
 [alerts]

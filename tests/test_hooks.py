@@ -74,7 +74,7 @@ def test_validate_data_problems_stop_training_before_anything_is_written(plugin,
 
 
 def test_finance_plugin_loader_maps_numeric_labels():
-    from tuneforge.plugins.finance_sentiment import DATA
+    from tuneforge.plugins.finance import DATA
     from tuneforge.tasks import get_task
 
     task = get_task("finance-sentiment")

@@ -17,7 +17,7 @@ One job per module:
 ``monitor``     the loop; ``http`` (POST /v1/events); ``dashboard`` (rich); ``report`` (PNG + HTML)
 ==============  ===================================================================
 
-Entities (cashtags, watchlist) come from :mod:`tuneforge.plugins.finance_sentiment.entities`.
+Entities (cashtags, watchlist) come from :mod:`tuneforge.plugins.finance.entities`.
 Docs: ``docs/finance-monitor.md``.
 """
 

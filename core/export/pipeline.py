@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .. import runinfo
 from ..errors import UsageError
+from ..storage import write_json
 from . import bundle, card, measure, onnx_export, optimize, parity, planner, quantize, runs, triton_repo
 
 log = logging.getLogger(__name__)
@@ -155,8 +156,8 @@ def _build(run, target, plan, max_drop, do_measure, want_triton, say) -> None:
             defaults[p], why[p] = v, reason
     measurements["default_reasons"] = why
 
-    _write_json(tmp / "labels.json", {"labels": list(model.spec.labels)})
-    _write_json(tmp / "postprocess.json", post)
+    write_json(tmp / "labels.json", {"labels": list(model.spec.labels)})
+    write_json(tmp / "postprocess.json", post)
     triton_info = None
     if want_triton:
         tv = want_triton if isinstance(want_triton, str) else defaults.get(planner.CUDA, "fp32")
@@ -182,7 +183,7 @@ def _build(run, target, plan, max_drop, do_measure, want_triton, say) -> None:
     (tmp / "README.md").write_text(card.model_card(manifest), encoding="utf-8")
     manifest["files"] = bundle.file_table(tmp)
     checked = bundle.BundleManifest.from_dict(json.loads(json.dumps(manifest, default=str)))
-    _write_json(tmp / bundle.MANIFEST, checked.to_dict())
+    write_json(tmp / bundle.MANIFEST, checked.to_dict())
 
 
 def tokenizer_info(encoder_dir: Path, model) -> dict:
@@ -232,5 +233,3 @@ def library_versions() -> dict:
     return out
 
 
-def _write_json(path: Path, data) -> None:
-    path.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")

@@ -12,7 +12,7 @@ import numpy as np
 from ..errors import BundleError, UsageError
 from ..export.bundle import BundleManifest, load_manifest, resolve_bundle_dir, verify_bundle
 from ..export.planner import GPU_PROVIDERS, NOT_RECOMMENDED, OK, check_combo, check_variant_name, support
-from .postprocess import Postprocessor, Prediction
+from .postprocess import Postprocessor, Prediction, l2_normalize, sigmoid, softmax
 from .session import Runner, available_cpus, choose_providers, create_session
 from .tokenization import BundleTokenizer, check_texts
 
@@ -109,6 +109,26 @@ class Predictor:
         """Model outputs in input order: ``[N, C]`` logits, ``[N]`` pair scores, ``[N, H]``
         embeddings; for token tasks a list of ``[tokens_i, C]`` arrays (padding removed)."""
         return self._run(texts, text_pairs, batch_size)[0]
+
+    def probabilities(self, texts: list[str], text_pairs: list[str] | None = None,
+                      batch_size: int = 32) -> np.ndarray:
+        """``[N, C]`` class probabilities in ``manifest.labels`` order: softmax for
+        classification, per-label sigmoid for multilabel."""
+        if self.manifest.kind not in ("classification", "multilabel"):
+            raise UsageError(f"{self.manifest.model_id} is a {self.manifest.kind} model: it has no class "
+                             "probabilities", hint="use predict() or embed()")
+        logits = np.asarray(self.predict_raw(texts, text_pairs, batch_size), dtype=np.float32)
+        return sigmoid(logits) if self.manifest.kind == "multilabel" else softmax(logits)
+
+    def embed(self, texts: list[str], batch_size: int = 32, normalize: bool = True) -> np.ndarray:
+        """``[N, H]`` text embeddings of an embedding bundle, unit length unless ``normalize=False``."""
+        if self.manifest.kind != "embedding":
+            raise UsageError(f"{self.manifest.model_id} is a {self.manifest.kind} model, not an embedding model",
+                             hint="export an embedding run (task kind 'embedding')")
+        if not texts:
+            return np.zeros((0, int(self.manifest.output["shape"][-1])), dtype=np.float32)
+        vectors = np.asarray(self.predict_raw(list(texts), batch_size=batch_size), dtype=np.float32)
+        return l2_normalize(vectors) if normalize else vectors
 
     def _run(self, texts, text_pairs, batch_size):
         if self.needs_pairs and text_pairs is None:

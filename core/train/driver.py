@@ -14,7 +14,8 @@ from ..data import Dataset, Example, LabelMap, stratified_split
 from ..errors import ConfigError, DataError
 from ..metrics import headline
 from ..modeling import ModelSpec, TaskModel, build_task_model
-from ..runinfo import library_versions, utc_now, write_json
+from ..runinfo import library_versions, utc_now
+from ..storage import replace_dir, staging_dir, write_json
 from ..tasks import TaskSpec, load_split
 from .features import encode
 from .loop import Trainer
@@ -194,11 +195,13 @@ def set_seed(seed: int) -> None:
 
 
 def _save_model_atomically(model: TaskModel, tokenizer, target: Path) -> None:
-    tmp = target.with_name(target.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save(tmp, tokenizer)
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)
+    tmp = staging_dir(target)
+    try:
+        model.save(tmp, tokenizer)
+        replace_dir(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def encoder_run(base_model: str, sample_texts: list[str], *, output_dir: str = "runs",

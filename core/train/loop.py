@@ -23,6 +23,7 @@ from torch.nn import functional as F
 from ..config import TrainConfig
 from ..metrics import compute_metrics, headline
 from ..modeling import TaskModel
+from ..storage import atomic_output
 from .features import Features, augment_ids, collate, length_grouped_batches, pad
 from .modes import can_cache_prefix, forward_from_prefix, frozen_prefix
 from .progress import TrainProgress
@@ -342,9 +343,8 @@ class Trainer:
             return
 
         def save(obj, name):
-            tmp = self.run_dir / f".{name}.tmp"
-            torch.save(obj, tmp)
-            tmp.replace(self.run_dir / name)
+            with atomic_output(self.run_dir / name) as tmp:
+                torch.save(obj, tmp)
 
         if new_best is not None:
             save(new_best, "best.pt")

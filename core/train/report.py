@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..metrics import headline
-from ..runinfo import write_json
+from ..storage import write_json
 
 
 def _fmt(v) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from tuneforge.errors import ConfigError
+from tuneforge.storage import atomic_write
 
 from .data import Catalogue
 from .split import LeaveLastOut
@@ -69,13 +70,7 @@ def training_pairs(catalogue: Catalogue, split: LeaveLastOut, config: TwoTowerCo
 
 
 def write_jsonl(rows: list[dict], path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for r in rows:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
-    tmp.replace(path)
-    return path
+    return atomic_write(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
 def train_two_tower(catalogue: Catalogue, split: LeaveLastOut, config: TwoTowerConfig, work_dir: Path,
@@ -121,8 +116,7 @@ class Encoder:
     def __call__(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        v = np.asarray(self.predictor.predict_raw(list(texts), batch_size=batch_size), dtype=np.float32)
-        return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+        return self.predictor.embed(list(texts), batch_size=batch_size)
 
     @property
     def dim(self) -> int:

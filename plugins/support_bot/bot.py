@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from tuneforge.errors import ConfigError, UsageError
+from tuneforge.storage import write_json
 
 from .calibrate import Thresholds
 from .cascade import Cascade
@@ -61,11 +62,7 @@ class BotConfig:
             raise ConfigError(f"{path}: {e}") from None
 
     def save(self, bot_dir: str | Path) -> None:
-        path = Path(bot_dir) / "bot.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2))
-        tmp.replace(path)
+        write_json(Path(bot_dir) / "bot.json", self.to_dict())
 
 
 def resolve(bot_dir: str | Path, path: str) -> Path:
@@ -128,5 +125,4 @@ class Bot:
 
 
 def _embed(encoder, texts: list[str]) -> np.ndarray:
-    vectors = np.asarray(encoder.predict_raw(texts), dtype=np.float32)
-    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    return encoder.embed(texts)

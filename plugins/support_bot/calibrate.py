@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from tuneforge.errors import ConfigError, UsageError
+from tuneforge.storage import write_json
 
 NEVER = math.inf
 THRESHOLD_NAMES = ("intent", "retrieval", "clarify", "handoff")
@@ -124,10 +125,7 @@ class Thresholds:
         return cls(**d)
 
     def save(self, path: str | Path) -> None:
-        path = Path(path)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2))
-        tmp.replace(path)
+        write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str | Path) -> "Thresholds":

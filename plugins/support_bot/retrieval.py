@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import json
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -18,6 +17,8 @@ from typing import Callable
 import numpy as np
 
 from tuneforge.errors import UsageError
+from tuneforge.runtime.postprocess import l2_normalize
+from tuneforge.storage import replace_dir, staging_dir
 
 from .knowledge import Chunk, load_documents
 
@@ -57,12 +58,6 @@ class IndexStats:
 def chunk_input(chunk: Chunk) -> str:
     """What is embedded for a chunk: its heading gives the passage its context."""
     return f"{chunk.heading}: {chunk.text}" if chunk.heading else chunk.text
-
-
-def _normalise(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.maximum(norms, 1e-12)
 
 
 def _faiss_index(vectors: np.ndarray, hnsw_above: int):
@@ -114,7 +109,7 @@ class KnowledgeIndex:
         # otherwise fight onnxruntime's spinning ones (26 ms instead of 3 ms per turn on 2 cores).
         # The setting is per calling thread, so concurrent HTTP workers each make their own.
         faiss.omp_set_num_threads(1 if len(query_vectors) <= SMALL_QUERY_BATCH else _bulk_threads())
-        scores, ids = self.index.search(_normalise(query_vectors), min(k, len(self.chunks)))
+        scores, ids = self.index.search(l2_normalize(query_vectors), min(k, len(self.chunks)))
         return [[Hit(self.chunks[i], float(s)) for s, i in zip(row_s, row_i) if i >= 0]
                 for row_s, row_i in zip(scores, ids)]
 
@@ -136,19 +131,13 @@ class KnowledgeIndex:
         import faiss
 
         d = Path(index_dir)
-        tmp, old = d.with_name(d.name + ".tmp"), d.with_name(d.name + ".old")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
+        tmp = staging_dir(d)
         (tmp / "chunks.jsonl").write_text("".join(json.dumps(c.to_dict(), ensure_ascii=False) + "\n"
                                                   for c in self.chunks), encoding="utf-8")
         np.save(tmp / "vectors.npy", self.vectors)
         faiss.write_index(self.index, str(tmp / "index.faiss"))
         (tmp / "manifest.json").write_text(json.dumps(self.manifest, indent=2))
-        shutil.rmtree(old, ignore_errors=True)
-        if d.exists():
-            d.rename(old)
-        tmp.rename(d)
-        shutil.rmtree(old, ignore_errors=True)
+        replace_dir(tmp, d)
 
 
 def build_index(kb_dir: str | Path, index_dir: str | Path, embed: Embedder, *, encoder_id: str,
@@ -177,7 +166,7 @@ def build_index(kb_dir: str | Path, index_dir: str | Path, embed: Embedder, *, e
             parts.append(None)
             embedded.append(doc.source)
     todo = [c for doc in docs if doc.source in embedded for c in doc.chunks]
-    fresh = _normalise(embed([chunk_input(c) for c in todo])) if todo else None
+    fresh = l2_normalize(embed([chunk_input(c) for c in todo])) if todo else None
     vectors, pos = [], 0
     for doc, part in zip(docs, parts):
         if part is None:

@@ -7,12 +7,12 @@ a card number, IBAN, e-mail address or phone number by mistake.
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import time
 from pathlib import Path
 
 from tuneforge.errors import UsageError
+from tuneforge.storage import open_sqlite
 
 from .pii import mask
 
@@ -40,6 +40,7 @@ CREATE TABLE IF NOT EXISTS tickets (
     label TEXT
 );
 """
+MIGRATIONS = [SCHEMA]
 VERDICTS = ("right", "wrong")
 
 
@@ -48,18 +49,10 @@ class Store:
 
     def __init__(self, path: str | Path):
         self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, check_same_thread=False)
-        self._db.row_factory = sqlite3.Row
+        # WAL (core's SQLite helper): a commit appends to the log without an fsync of the main
+        # file (~30 ms per turn on this project's disks); a crashed process loses no committed turn
+        self._db = open_sqlite(self.path, MIGRATIONS)
         self._lock = threading.Lock()
-        if self.path != ":memory:":
-            # WAL: a commit appends to the log without an fsync of the main file (~30 ms per turn
-            # on this project's disks); a crashed process still loses no committed turn
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-        with self._lock, self._db:
-            self._db.executescript(SCHEMA)
 
     def close(self) -> None:
         self._db.close()

@@ -11,12 +11,11 @@ import base64
 import html
 import json
 import math
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from tuneforge.errors import UsageError
+from tuneforge.storage import atomic_write
 
 from .durations import iso, parse_duration, parse_timestamp
 from .store import Store
@@ -112,16 +111,6 @@ def collect(store: Store, since: str | None = None, until: str | None = None, en
     return FinanceReport(t0, t1, bucket_s, series, alerts)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def draw_png(report: FinanceReport) -> bytes:
@@ -213,7 +202,7 @@ def write_report(db, out_dir, *, since=None, until=None, entities=None, top: int
         report = collect(store, since, until, entities, top, bucket)
     png = draw_png(report)
     out = Path(out_dir)
-    _atomic_write(out / f"{name}.png", png)
-    _atomic_write(out / f"{name}.html", render_html(report, png).encode("utf-8"))
+    atomic_write(out / f"{name}.png", png)
+    atomic_write(out / f"{name}.html", render_html(report, png).encode("utf-8"))
     report.png, report.html = str(out / f"{name}.png"), str(out / f"{name}.html")
     return report

@@ -8,7 +8,7 @@
                     rest of the ``baseline`` window
 ==================  ==========================================================================
 
-A rule is a condition; :class:`tuneforge.apps.finance_monitor.alerts.AlertEngine` turns it
+A rule is a condition; :class:`tuneforge.plugins.finance.alerts.AlertEngine` turns it
 into alerts: one when the condition starts to hold (not again until it has cleared), and
 never within ``cooldown`` of the previous alert for the same rule and key.
 """

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from tuneforge.apps.finance_monitor import Monitor, MonitorConfig
-from tuneforge.apps.finance_monitor.scoring import KeywordScorer
+from tuneforge.plugins.finance.scoring import KeywordScorer
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -6,20 +6,15 @@ silently turns a rule off).
 
 from __future__ import annotations
 
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from tuneforge.errors import ConfigError
-from tuneforge.plugins.finance_sentiment.entities import Watchlist
+from tuneforge.storage import read_toml
 
 from .durations import parse_duration
+from .entities import Watchlist
 from .rules import Rule, rule_from_dict
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 
 def _check_keys(section: str, data: dict, allowed: set[str]) -> None:
@@ -162,12 +157,7 @@ class MonitorConfig:
     @classmethod
     def load(cls, path) -> "MonitorConfig":
         path = Path(path)
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"config file {path} does not exist") from None
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"{path}: not valid TOML: {e}") from None
+        data = read_toml(path)
         return cls.from_dict(data, base_dir=str(path.parent.resolve()))
 
     @classmethod

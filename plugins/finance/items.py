@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
-from tuneforge.plugins.finance_sentiment.entities import normalise_entities
+from tuneforge.plugins.finance.entities import normalise_entities
 
 from .durations import parse_timestamp
 

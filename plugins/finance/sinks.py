@@ -13,12 +13,13 @@ import json
 import os
 import queue
 import random
-import sqlite3
 import threading
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+from tuneforge.storage import open_sqlite
 
 SEVERITY_STYLE = {"info": "cyan", "warning": "yellow", "critical": "bold red"}
 
@@ -53,6 +54,11 @@ class JsonlSink:
             os.fsync(f.fileno())
 
 
+SINK_SCHEMA = ("CREATE TABLE IF NOT EXISTS alerts (id TEXT PRIMARY KEY, time TEXT NOT NULL, rule TEXT NOT NULL, "
+               "key TEXT NOT NULL, severity TEXT NOT NULL, value REAL, message TEXT NOT NULL, items TEXT NOT NULL, "
+               "payload TEXT NOT NULL)")
+
+
 class SqliteSink:
     """An ``alerts`` table in its own database file (for other tools to read); idempotent by id."""
 
@@ -60,13 +66,8 @@ class SqliteSink:
 
     def __init__(self, path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self.db = sqlite3.connect(str(self.path), check_same_thread=False)
-        self.db.execute("CREATE TABLE IF NOT EXISTS alerts (id TEXT PRIMARY KEY, time TEXT NOT NULL, "
-                        "rule TEXT NOT NULL, key TEXT NOT NULL, severity TEXT NOT NULL, value REAL, "
-                        "message TEXT NOT NULL, items TEXT NOT NULL, payload TEXT NOT NULL)")
-        self.db.commit()
+        self.db = open_sqlite(self.path, [SINK_SCHEMA])
 
     def deliver(self, alert: dict) -> None:
         with self._lock, self.db:

@@ -4,7 +4,7 @@
 :class:`tuneforge.runtime.Predictor` (onnxruntime + tokenizers + numpy, no torch).
 :class:`KeywordScorer` is a word-list stand-in for dry runs and tests -- it is *not*
 a sentiment model.  Any object with ``score(texts) -> np.ndarray`` can be passed to
-:class:`tuneforge.apps.finance_monitor.Monitor` (``scorer=``).
+:class:`tuneforge.plugins.finance.Monitor` (``scorer=``).
 """
 
 from __future__ import annotations
@@ -21,12 +21,6 @@ ORDER = ("negative", "neutral", "positive")
 
 class Scorer(Protocol):
     def score(self, texts: list[str]) -> np.ndarray: ...
-
-
-def _softmax(x: np.ndarray) -> np.ndarray:
-    z = x - x.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
 
 
 class BundleScorer:
@@ -52,8 +46,7 @@ class BundleScorer:
     def score(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, 3), dtype=np.float32)
-        logits = self.predictor.predict_raw(texts, batch_size=self.batch_size)
-        return _softmax(np.asarray(logits, dtype=np.float32))[:, self.columns]
+        return self.predictor.probabilities(texts, batch_size=self.batch_size)[:, self.columns]
 
     def describe(self) -> str:
         p = self.predictor
@@ -74,7 +67,7 @@ class TopicScorer:
     def topics(self, texts: list[str]) -> list[str | None]:
         if not texts:
             return []
-        probs = _softmax(np.asarray(self.predictor.predict_raw(texts, batch_size=self.batch_size), dtype=np.float32))
+        probs = self.predictor.probabilities(texts, batch_size=self.batch_size)
         best = probs.argmax(axis=1)
         return [self.labels[j] if probs[i, j] >= self.min_score else None for i, j in enumerate(best)]
 

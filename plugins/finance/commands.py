@@ -80,7 +80,7 @@ def report_finance_command() -> click.Command:
     @click.option("--json", "as_json", is_flag=True)
     def finance(db, since, until, entity_list, top, bucket, out_dir, name, as_json):
         """Sentiment trend and volume per entity with alerts marked: a PNG and a self-contained HTML page."""
-        from tuneforge.apps.finance_monitor.report import write_report
+        from tuneforge.plugins.finance.report import write_report
 
         report = write_report(db, out_dir, since=since, until=until, entities=list(entity_list) or None, top=top,
                               bucket=bucket, name=name)
