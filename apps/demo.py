@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     timings["bot"] = time.perf_counter() - t
     talk(console, args.bot_dir)
     console.print("timings: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()))
-    console.print(f"next: tuneforge chat --debug   |   tuneforge support-bot serve   |   "
+    console.print(f"next: tuneforge chat --debug   |   tuneforge serve support-bot   |   "
                   f"tuneforge predict {bundle} --text \"where is my card?\"")
     return 0
 

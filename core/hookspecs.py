@@ -19,6 +19,7 @@ import pluggy
 if TYPE_CHECKING:  # only for annotations: keep this module import-light
     import click
 
+    from .application import AppSpec, LoadedApp
     from .data import Dataset
     from .tasks import AppTemplate, TaskSpec
 
@@ -66,8 +67,8 @@ def tuneforge_validate_data(task: "TaskSpec", dataset: "Dataset") -> "list[str] 
 def tuneforge_postprocess(task: "TaskSpec", texts: list[str], predictions: list[Any]) -> "list[dict] | None":
     """Turn raw model predictions into domain results.
 
-    Called by ``tuneforge predict``, the HTTP service and the apps after the
-    runtime has scored ``texts``.  ``predictions`` are
+    Called by ``tuneforge predict`` (unless ``--raw``) and ``POST /v1/predict`` after the
+    runtime has scored ``texts`` (through :func:`tuneforge.tasks.postprocess`).  ``predictions`` are
     :class:`tuneforge.runtime.Prediction` objects, one per text.  Return one
     dict per text (e.g. an answer, a sentiment with entities), or ``None`` if
     this plugin does not handle ``task``.  *firstresult*; core's default
@@ -80,21 +81,40 @@ def tuneforge_register_commands(cli: "click.Group") -> None:
     """Add commands to the ``tuneforge`` CLI.
 
     Called once while the CLI is built, before arguments are parsed.  Add
-    commands with ``@cli.command()`` or ``cli.add_command(...)``.  Import heavy
+    commands with ``@cli.command()`` or ``cli.add_command(...)``; core's shared
+    groups already exist (add a report with ``cli.commands["report"].add_command``).  Import heavy
     libraries inside the command functions, not at module level.  Return value
     ignored; a plugin whose registration raises is reported and skipped.
     """
 
 
 @hookspec
-def tuneforge_register_routes(register: Callable[[Any], None], task: "TaskSpec | None", predictor: Any) -> None:
-    """Add HTTP routes to ``tuneforge serve``.
+def tuneforge_register_apps(register: Callable[["AppSpec"], None]) -> None:
+    """Declare the apps this plugin offers to ``tuneforge serve NAME``.
 
-    Called once per server start, after the bundle is loaded.  ``task`` is the
-    bundle's task (``None`` if no plugin registers it) and ``predictor`` the
-    loaded :class:`tuneforge.runtime.Predictor`.  Call ``register(router)``
-    with a ``fastapi.APIRouter`` for each group of routes to mount.  Return
-    value ignored.
+    Called when an app is looked up or listed (``tuneforge serve``, ``tuneforge apps``).
+    Call ``register(AppSpec(name=..., description=..., load=..., default_path=...))``:
+    ``load(context)`` gets a :class:`tuneforge.application.AppContext` (the folder or
+    config ``path`` to load from, the server's Prometheus ``metrics`` registry for the
+    app's own counters, ``options``) and returns a :class:`tuneforge.application.LoadedApp`
+    (its FastAPI routers, a ``warmup`` that makes one real prediction, an optional
+    background ``worker``, ``close``).  Core serves it: auth, limits, errors, ``/healthz``,
+    ``/metrics``.  Two plugins registering one app name is an error naming both.
+    Return value ignored.
+    """
+
+
+@hookspec
+def tuneforge_register_routes(register: Callable[[Any], None], app: "LoadedApp") -> None:
+    """Add HTTP routes to every server ``tuneforge serve`` starts.
+
+    Called once per server start, after the bundle or app is loaded.  ``app`` is the
+    :class:`tuneforge.application.LoadedApp` being served (``app.name`` is ``"bundle"`` for a
+    bare bundle; ``app.predictor`` and ``app.task`` are set when it serves a model).  Call
+    ``register(router)`` with a ``fastapi.APIRouter`` for each group of routes to mount; core
+    puts them behind the same auth, limits and error format.  An app's own routes belong in
+    its ``LoadedApp``; this hook is for routes a plugin adds to other apps.  Return value
+    ignored.
     """
 
 

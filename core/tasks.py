@@ -128,3 +128,17 @@ def load_split(task: TaskSpec, path: str | Path, split: str, pm, *, columns: dic
         raise DataError("; ".join(problems[:5]) + (f" (+{len(problems) - 5} more)" if len(problems) > 5 else ""),
                         path=path)
     return ds
+
+
+def postprocess(task: TaskSpec | None, texts: list[str], predictions: list) -> list[dict]:
+    """Domain results for runtime predictions: the ``tuneforge_postprocess`` hook (first answer
+    wins; core's ``trylast`` default is ``prediction.to_dict()``).  Used by ``tuneforge predict``
+    and ``POST /v1/predict`` alike."""
+    from .plugin_manager import get_plugin_manager
+
+    result = get_plugin_manager().hook.tuneforge_postprocess(task=task, texts=texts, predictions=predictions)
+    if result is None:
+        return [p.to_dict() for p in predictions]
+    if len(result) != len(predictions):
+        raise PluginError(f"tuneforge_postprocess returned {len(result)} results for {len(predictions)} texts")
+    return result

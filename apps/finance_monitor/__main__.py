@@ -1,3 +1,8 @@
-from . import main
+"""The finance news monitor with alerting: ``python -m tuneforge.apps.finance_monitor --config monitor.toml``.
 
-raise SystemExit(main())
+The same code path as ``tuneforge finance monitor``.
+"""
+
+from tuneforge.cli import main
+
+main(prefix=("finance", "monitor",), prog_name="python -m tuneforge.apps.finance_monitor")

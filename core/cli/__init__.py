@@ -48,11 +48,19 @@ def cli(debug: bool) -> None:
     """tuneforge: fine-tune a text encoder, export it to ONNX, serve it, extend it with plugins."""
 
 
+@click.group(epilog="""\b
+Examples:
+  tuneforge report finance --db my-monitor/monitor.db --since 24h""")
+def report() -> None:
+    """Reports that plugins provide (e.g. `tuneforge report finance`)."""
+
+
 def _register_commands() -> None:
     from . import apps, evaluate, export, plugins, predict, serve, train
 
     for module in (train, evaluate, export, predict, serve, plugins, apps):
         module.register(cli)
+    cli.add_command(report)
     from ..plugin_manager import call_each
 
     # one plugin's broken command registration must not take the CLI down
@@ -62,8 +70,11 @@ def _register_commands() -> None:
 _register_commands()
 
 
-def main(argv: list[str] | None = None) -> None:
-    cli.main(args=argv, prog_name="tuneforge")
+def main(argv: list[str] | None = None, *, prefix: tuple[str, ...] = (), prog_name: str = "tuneforge") -> None:
+    """Run the CLI on ``argv`` (default: ``sys.argv[1:]``) after ``prefix`` -- the apps under
+    ``tuneforge.apps`` are ``main(prefix=("chat",))`` and the like: the CLI's own code path."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    cli.main(args=[*prefix, *args], prog_name=prog_name)
 
 
 if __name__ == "__main__":  # pragma: no cover

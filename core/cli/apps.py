@@ -24,21 +24,27 @@ Examples:
 
 def register(cli: click.Group) -> None:
     @cli.command(epilog=EXAMPLE_NEW)
-    @click.option("--json", "as_json", is_flag=True, help="Print the templates as JSON.")
+    @click.option("--json", "as_json", is_flag=True, help="Print the apps and templates as JSON.")
     def apps(as_json):
-        """List the application templates that plugins offer (for `tuneforge new app`)."""
+        """List the apps plugins offer (for `tuneforge serve NAME`) and their templates (`tuneforge new app`)."""
+        from ..application import all_apps
         from ..tasks import all_templates
 
-        templates = all_templates()
+        servable, templates = all_apps(), all_templates()
         if as_json:
             from .common import echo_json
 
-            echo_json({n: t.__dict__ for n, t in templates.items()})
+            echo_json({"apps": {n: a.to_dict() for n, a in servable.items()},
+                       "templates": {n: t.__dict__ for n, t in templates.items()}})
             return
-        if not templates:
-            click.echo("no templates registered")
+        click.echo("apps (tuneforge serve NAME [--app-path PATH]):")
+        for name, a in servable.items():
+            click.echo(f"  {name:20} {a.description}  [{a.plugin}; default --app-path {a.default_path}]")
+        click.echo("templates (tuneforge new app DIR --template NAME):")
         for name, t in sorted(templates.items()):
-            click.echo(f"{name:20} {t.description}  [{t.plugin}]")
+            click.echo(f"  {name:20} {t.description}  [{t.plugin}]")
+        if not servable and not templates:
+            click.echo("  none registered")
 
     @cli.group(epilog=EXAMPLE_NEW)
     def new():

@@ -1,63 +1,51 @@
-"""``tuneforge serve``."""
+"""``tuneforge serve BUNDLE | APP``: one server for a bundle folder or any installed app."""
 
 from __future__ import annotations
 
 import click
 
-from .common import server_options
+from .common import resolve_token, server_options
 
 EXAMPLE = """\b
 Examples:
   tuneforge serve exports/support-intents/v1 --port 8000
-  tuneforge serve support-bot --port 8000      # an app: runs `tuneforge support-bot serve`
-  TUNEFORGE_TOKEN=secret tuneforge serve exports/support-intents/v1
-  curl -s localhost:8000/v1/predict -H 'content-type: application/json' -d '{"texts": ["lost my card"]}'"""
+  tuneforge serve support-bot                       # the app's default folder (bots/support-bot)
+  tuneforge serve finance-monitor --app-path my-monitor/monitor.toml
+  tuneforge serve recommender --app-path recommenders/movielens
+  TUNEFORGE_TOKEN_FILE=~/.tf-token tuneforge serve support-bot --host 0.0.0.0
+  curl -s localhost:8000/v1/predict -H 'content-type: application/json' -d '{"texts": ["lost my card"]}'
+  tuneforge apps                                    # the apps you can serve"""
 
 
 def register(cli: click.Group) -> None:
     @cli.command(epilog=EXAMPLE)
-    @click.argument("bundle")
+    @click.argument("target")
+    @click.option("--app-path", help="The app's folder or config file (default: the app's own, see `tuneforge apps`).")
     @server_options
-    @click.option("--variant", help="ONNX variant (default: the fastest that passed parity here).")
-    @click.option("--max-batch", default=64, show_default=True, type=int, help="Largest micro-batch.")
-    @click.pass_context
-    def serve(ctx, bundle, host, port, token, variant, max_batch):
-        """Serve a bundle over HTTP: POST /v1/predict, GET /healthz, GET /metrics (+ plugin routes).
+    @click.option("--variant", help="ONNX variant of a bundle (default: the fastest that passed parity here).")
+    @click.option("--max-batch", default=64, show_default=True, type=click.IntRange(1, 4096),
+                  help="Largest micro-batch, and most texts per request.")
+    @click.option("--max-body-bytes", default=1_000_000, show_default=True, type=click.IntRange(1, 1 << 30),
+                  help="Largest request body (chunked or not): 413 beyond it.")
+    @click.option("--max-in-flight", default=64, show_default=True, type=click.IntRange(1, 100_000),
+                  help="Requests served at once: 503 + Retry-After beyond it.")
+    @click.option("--private-docs", is_flag=True, help="Put /docs and /openapi.json behind the token too.")
+    def serve(target, app_path, host, port, token, token_file, no_token_on_network, variant, max_batch,
+              max_body_bytes, max_in_flight, private_docs):
+        """Serve a bundle (POST /v1/predict) or an app (its routes) over HTTP, with /healthz and /metrics.
 
-        BUNDLE is a bundle folder, or the name of an app whose plugin adds an `APP serve`
-        command (e.g. support-bot, recommender): that command is run with the same host,
-        port and token.
+        TARGET is a bundle folder (exports/NAME/VERSION, or exports/NAME for the newest) or the
+        name of an installed app (support-bot, finance-monitor, recommender, or a plugin's).
+        Every server checks the same bearer token, limits and error format.
         """
-        from pathlib import Path
+        from ..serve import ServerLimits, build_server, run_server
 
-        if not Path(bundle).is_dir():
-            app = _app_server(ctx, bundle)
-            args = {"host": host, "port": port, "token": token}
-            return ctx.invoke(app, **{k: v for k, v in args.items() if any(p.name == k for p in app.params)})
-        from ..plugin_manager import get_plugin_manager
-        from ..runtime import Predictor
-        from ..serve import create_app, run_server
-        from ..tasks import all_tasks
-
-        predictor = Predictor.load(bundle, variant=variant)
-        routers: list = []
-        get_plugin_manager().hook.tuneforge_register_routes(
-            register=routers.append, task=all_tasks().get(predictor.task), predictor=predictor)
-        app = create_app(predictor, token=token, max_batch=max_batch, routes=routers)
-        click.echo(f"serving {bundle} ({predictor.variant} on {predictor.provider}) at http://{host}:{port}",
-                   err=True)
+        token = resolve_token(token, token_file, host, no_token_on_network)
+        limits = ServerLimits(max_body_bytes=max_body_bytes, max_in_flight=max_in_flight, max_batch=max_batch)
+        app = build_server(target, app_path=app_path, token=token, limits=limits, variant=variant,
+                           docs_public=not private_docs)
+        loaded = app.state.loaded
+        what = f"{target} ({loaded.info.get('variant', '')} on {loaded.info.get('provider', '')})" \
+            if loaded.name == "bundle" else f"app {loaded.name}"
+        click.echo(f"serving {what} at http://{host}:{port}" + ("" if token else "  (no token)"), err=True)
         run_server(app, host=host, port=port)
-
-
-def _app_server(ctx: click.Context, name: str) -> click.Command:
-    """The ``serve`` subcommand of the app group ``name``, or a one-line usage error."""
-    from ..errors import UsageError
-
-    root = ctx.find_root().command
-    apps = sorted(n for n, c in getattr(root, "commands", {}).items()
-                  if isinstance(c, click.Group) and "serve" in c.commands)
-    group = getattr(root, "commands", {}).get(name)
-    if isinstance(group, click.Group) and "serve" in group.commands:
-        return group.commands["serve"]
-    raise UsageError(f"{name} is neither a bundle folder nor an app with a server",
-                     hint="give exports/<name>/<version>, or one of: " + (", ".join(apps) or "no apps installed"))

@@ -49,7 +49,7 @@ def model_card(m: dict) -> str:
     lines += ["", "## Use", "", "```python", "from tuneforge.runtime import Predictor", "",
               f'p = Predictor.load("exports/{m["name"]}/{m["version"]}")',
               'print(p.predict(["some text"])[0].to_dict())', "```", "",
-              "HTTP: `tuneforge serve <bundle>` (or `tuneforge.serve.create_app(predictor)`): "
+              "HTTP: `tuneforge serve <bundle>` (or `tuneforge.serve.build_server(path)`): "
               '`POST /v1/predict` with `{"texts": [...]}`.', ""]
     if m.get("triton"):
         lines += ["Triton: `tritonserver --model-repository <bundle>/triton` "

@@ -1,13 +1,24 @@
 """Financial sentiment (Twitter financial news, MIT licence, see NOTICE.md).
 
-Plugin for entry point ``finance_sentiment``; the monitor app lives in
-``tuneforge.apps.finance_monitor``.  Import-light: loaded for every CLI call.
+Plugin for entry point ``finance``: the sentiment task and the news monitor.  Import-light:
+loaded for every CLI call.  ``python -m tuneforge.apps.finance_monitor`` runs the monitor.
 
-==============  ==================================================================
+==============  ===================================================================
+``config``      ``monitor.toml`` -> typed, validated sections
+``items``       an item (id, timestamp, text, source, entities) and its validation
 ``entities``    cashtags ($AAPL) and a watchlist of companies with aliases
-``commands``    ``tuneforge finance monitor|entities`` and ``tuneforge report finance``
+``ingest``      JSONL/CSV files (replay, time compression), watched folder, stdin; dead letters
+``scoring``     bundle (onnxruntime) / keyword scorers -> negative, neutral, positive
+``windows``     rolling counts and sentiment per key, in stream time
+``rules``       negative share, negative surge (EWMA z-score), sentiment drop
+``alerts``      edge-triggered alerts with cooldown and de-duplication
+``sinks``       console, JSONL, SQLite, webhook (retries, back-off)
+``store``       SQLite state: items, read positions, rule state, alerts, delivery outbox
+``monitor``     the loop; ``run`` (the CLI's foreground run); ``dashboard`` (rich)
+``app``/``http``  the app core serves: ``/v1/events``, ``/v1/alerts``, ``/v1/status``
+``report``      PNG + HTML report; ``commands``: ``tuneforge finance ...``, ``tuneforge report finance``
 ``templates/``  ``tuneforge new app NAME --template finance-monitor``
-==============  ==================================================================
+==============  ===================================================================
 """
 
 from __future__ import annotations
@@ -78,3 +89,13 @@ def tuneforge_register_templates(register):
 
     register(AppTemplate(name="finance-monitor", path=str(TEMPLATES / "finance-monitor"),
                          description="News-stream sentiment monitor: watchlist, windows, surge alerts, webhook."))
+
+
+@hookimpl
+def tuneforge_register_apps(register):
+    from tuneforge.application import AppSpec
+
+    from .app import load
+
+    register(AppSpec(name="finance-monitor", load=load, default_path="monitor.toml", path_help="a monitor.toml",
+                     description="Financial news sentiment monitor: POST /v1/events, alerts, status."))

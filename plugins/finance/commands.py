@@ -43,7 +43,7 @@ def group():
 @click.option("--json", "as_json", is_flag=True, help="Print the final status as JSON.")
 def monitor(config_path, once, dashboard, speed, stdin, http_port, as_json):
     """Run the monitor (same as python -m tuneforge.apps.finance_monitor)."""
-    from tuneforge.apps.finance_monitor import run_monitor
+    from .run import run_monitor
 
     run_monitor(config_path, once=once, dashboard=dashboard, speed=speed, stdin=stdin, http_port=http_port,
                 as_json=as_json)
@@ -59,7 +59,7 @@ def entities(texts, config_path):
 
     wl = Watchlist()
     if config_path:
-        from tuneforge.apps.finance_monitor import MonitorConfig
+        from .config import MonitorConfig
 
         wl = MonitorConfig.load(config_path).watchlist
     for text in texts:
@@ -80,7 +80,7 @@ def report_finance_command() -> click.Command:
     @click.option("--json", "as_json", is_flag=True)
     def finance(db, since, until, entity_list, top, bucket, out_dir, name, as_json):
         """Sentiment trend and volume per entity with alerts marked: a PNG and a self-contained HTML page."""
-        from tuneforge.plugins.finance.report import write_report
+        from .report import write_report
 
         report = write_report(db, out_dir, since=since, until=until, entities=list(entity_list) or None, top=top,
                               bucket=bucket, name=name)
@@ -92,16 +92,6 @@ def report_finance_command() -> click.Command:
     return finance
 
 
-@click.group(name="report", epilog=REPORT_EXAMPLE)
-def report_group():
-    """Reports that plugins provide (e.g. `tuneforge report finance`)."""
-
-
 def register(cli: click.Group) -> None:
     cli.add_command(group)
-    report = cli.commands.get("report")
-    if report is None:               # another plugin may already have created the group
-        report = report_group
-        cli.add_command(report)
-    if isinstance(report, click.Group):
-        report.add_command(report_finance_command())
+    cli.commands["report"].add_command(report_finance_command())

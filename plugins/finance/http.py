@@ -1,4 +1,5 @@
-"""The monitor's HTTP service (FastAPI): ``POST /v1/events``, ``GET /v1/alerts``, ``GET /v1/status``, ``/healthz``.
+"""The monitor's routes (served by core: ``tuneforge serve finance-monitor``, or beside the monitor loop
+with ``[http] enabled``): ``POST /v1/events``, ``GET /v1/alerts``, ``GET /v1/status``.
 
 ``POST /v1/events`` takes one event ``{"id", "timestamp"?, "text", "source"?, "entities"?}``, a
 list of them, or ``{"events": [...]}``; it answers after the batch is committed:
@@ -8,76 +9,51 @@ Malformed events go to the dead-letter file like malformed lines; the rest are p
 
 from __future__ import annotations
 
-import hmac
-import threading
+from typing import Any, Union
 
-from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Body, Query
+from starlette.concurrency import run_in_threadpool
+
+from tuneforge.serve import APIError
 
 MAX_EVENTS = 1000
+EVENT_SCHEMA = {
+    "type": "object", "required": ["id", "text"],
+    "properties": {"id": {"type": "string"}, "text": {"type": "string"},
+                   "timestamp": {"type": ["string", "number"]}, "source": {"type": "string"},
+                   "entities": {"type": "array", "items": {"type": "string"}}},
+}
+EVENTS_BODY = {"oneOf": [EVENT_SCHEMA, {"type": "array", "items": EVENT_SCHEMA, "minItems": 1},
+                         {"type": "object", "required": ["events"],
+                          "properties": {"events": {"type": "array", "items": EVENT_SCHEMA, "minItems": 1}}}]}
 
 
-def create_events_app(monitor, token: str | None = None):
-    app = FastAPI(title="tuneforge finance monitor")
+def make_router(monitor, metrics=None) -> APIRouter:
+    router = APIRouter(tags=["finance-monitor"])
 
-    def auth(request: Request) -> None:
-        if token is None:
-            return
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
-            raise HTTPException(401, "missing or wrong bearer token")
-
-    def error(status: int, message: str):
-        return JSONResponse({"error": {"message": message, "type": "invalid_request"}}, status_code=status)
-
-    @app.post("/v1/events", dependencies=[Depends(auth)])
-    async def events(request: Request):
-        try:
-            body = await request.json()
-        except ValueError:
-            return error(400, "body is not valid JSON")
+    @router.post("/v1/events", openapi_extra={"requestBody": {
+        "required": True, "content": {"application/json": {"schema": EVENTS_BODY}}}})
+    async def events(body: Union[dict[str, Any], list[Any]] = Body(...)):
+        """Ingest news items; answers after they are scored, windowed and committed."""
         if isinstance(body, dict) and "events" in body:
             body = body["events"]
         if isinstance(body, dict):
             body = [body]
         if not isinstance(body, list) or not body:
-            return error(422, "send an event object, a non-empty list of them, or {\"events\": [...]}")
+            raise APIError(422, "invalid_request",
+                           'send an event object, a non-empty list of them, or {"events": [...]}')
         if len(body) > MAX_EVENTS:
-            return error(413, f"{len(body)} events in one request; the limit is {MAX_EVENTS}")
-        from starlette.concurrency import run_in_threadpool
-
+            raise APIError(413, "too_large", f"{len(body)} events in one request; the limit is {MAX_EVENTS}")
         return await run_in_threadpool(monitor.submit, body, source="http")
 
-    @app.get("/v1/alerts", dependencies=[Depends(auth)])
-    def alerts(limit: int = 50):
-        return {"alerts": monitor.store.alerts(limit=max(1, min(limit, 1000)))}
+    @router.get("/v1/alerts")
+    def alerts(limit: int = Query(50, ge=1, le=1000)):
+        """The newest alerts."""
+        return {"alerts": monitor.store.alerts(limit=limit)}
 
-    @app.get("/v1/status", dependencies=[Depends(auth)])
+    @router.get("/v1/status")
     def status():
+        """Counts (read, scored, duplicates, malformed, late, alerts), dead letters, deliveries."""
         return monitor.status()
 
-    @app.get("/healthz")
-    def healthz():
-        return {"ok": True}
-
-    return app
-
-
-class HttpService:
-    """Runs the app with uvicorn on a background thread (``start`` / ``stop``)."""
-
-    def __init__(self, monitor, host: str = "127.0.0.1", port: int = 8088, token: str | None = None):
-        import uvicorn
-
-        config = uvicorn.Config(create_events_app(monitor, token), host=host, port=port, log_level="warning",
-                                lifespan="off")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, name="finance-monitor-http", daemon=True)
-
-    def start(self) -> "HttpService":
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=5)
+    return router

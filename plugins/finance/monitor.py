@@ -1,7 +1,8 @@
 """The monitor: records -> dead letters / duplicates -> sentiment + entities -> windows -> rules
 -> alerts -> sinks, one transaction per batch.
 
-    from tuneforge.apps.finance_monitor import Monitor, MonitorConfig
+    from tuneforge.plugins.finance.monitor import Monitor
+    from tuneforge.plugins.finance.config import MonitorConfig
     mon = Monitor(MonitorConfig.load("monitor.toml"))          # or scorer=<any object with .score>
     mon.run()                                                   # files, watch dir, stdin until done
     mon.submit([{"id": "n1", "timestamp": "2024-05-01T09:30:00Z", "text": "$ACME misses estimates"}])

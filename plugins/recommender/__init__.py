@@ -22,16 +22,13 @@ import-light.
 
 from __future__ import annotations
 
-import logging
-import os
 from pathlib import Path
 
 from tuneforge import hookimpl
 from tuneforge.tasks import AppTemplate, TaskSpec
 
 TASK = "recommender-two-tower"
-TEMPLATE = Path(__file__).parent / "template"
-log = logging.getLogger(__name__)
+TEMPLATES = Path(__file__).parent / "templates"
 
 
 @hookimpl
@@ -54,22 +51,17 @@ def tuneforge_register_commands(cli):
 
 @hookimpl
 def tuneforge_register_templates(register):
-    register(AppTemplate(name="recommender", path=str(TEMPLATE),
+    register(AppTemplate(name="recommender", path=str(TEMPLATES / "recommender"),
                          description="Text-based recommender: sample catalogue + interactions, build, recommend."))
 
 
 @hookimpl
-def tuneforge_register_routes(register, task, predictor):
-    """``tuneforge serve`` of a two-tower bundle also serves /v1/recommend and /v1/score when a
-    recommender folder exists ($TUNEFORGE_RECOMMENDER or recommenders/default)."""
-    if task is None or task.name != TASK:
-        return
-    folder = Path(os.environ.get("TUNEFORGE_RECOMMENDER", "recommenders/default"))
-    if not (folder / "recommender.json").is_file():
-        log.warning("recommender: no folder at %s, /v1/recommend is off "
-                    "(build one with `tuneforge recommender build`)", folder)
-        return
-    from .routes import make_router
-    from .service import Recommender
+def tuneforge_register_apps(register):
+    from tuneforge.application import AppSpec
 
-    register(make_router(Recommender.load(folder, predictor=predictor)))
+    from .app import load
+    from .commands import DEFAULT_DIR
+
+    register(AppSpec(name="recommender", load=load, default_path=DEFAULT_DIR,
+                     path_help="a folder written by `tuneforge recommender build`",
+                     description="Recommendations: POST /v1/recommend, POST /v1/score."))

@@ -6,11 +6,8 @@ Heavy imports (onnxruntime, faiss, scipy, torch for training) happen inside the 
 from __future__ import annotations
 
 import json
-import os
 
 import click
-
-from tuneforge.cli.common import server_options
 
 EXAMPLE = """\b
 Examples:
@@ -19,17 +16,17 @@ Examples:
   tuneforge recommend --taste "space adventures with robots" --model-dir recommenders/movielens
   tuneforge recommender score --user 42 --item 1 --item 260 --model-dir recommenders/movielens
   tuneforge recommender eval --model-dir recommenders/movielens
-  tuneforge recommender serve --model-dir recommenders/movielens --port 8000"""
+  tuneforge serve recommender --app-path recommenders/movielens --port 8000"""
 
 
-def _default_dir() -> str:
-    return os.environ.get("TUNEFORGE_RECOMMENDER", "recommenders/default")
+DEFAULT_DIR = "recommenders/default"
 
 
 def model_dir_option(f):
-    return click.option("--model-dir", default=_default_dir, show_default="$TUNEFORGE_RECOMMENDER or "
-                        "recommenders/default", type=click.Path(file_okay=False),
-                        help="A recommender folder written by `tuneforge recommender build`.")(f)
+    return click.option("--model-dir", default=DEFAULT_DIR, envvar="TUNEFORGE_RECOMMENDER", show_default=True,
+                        type=click.Path(file_okay=False),
+                        help="A recommender folder written by `tuneforge recommender build` "
+                             "(env TUNEFORGE_RECOMMENDER).")(f)
 
 
 @click.command(name="recommend", epilog=EXAMPLE)
@@ -61,7 +58,7 @@ def recommend(user, taste, k, model_dir, as_json, no_explain):
 
 @click.group(name="recommender", epilog=EXAMPLE)
 def group():
-    """Text-based recommender: build (train, export, index, blend, evaluate), eval, score, serve."""
+    """Text-based recommender: build (train, export, index, blend, evaluate), eval, score."""
 
 
 @group.command(epilog=EXAMPLE)
@@ -130,22 +127,6 @@ def score(user, items, model_dir):
     from .service import Recommender
 
     click.echo(json.dumps(Recommender.load(model_dir).score(user, list(items)), indent=2))
-
-
-@group.command(epilog=EXAMPLE)
-@model_dir_option
-@server_options
-def serve(model_dir, host, port, token):
-    """Serve POST /v1/recommend and /v1/score (+ /v1/predict, /healthz, /metrics) on core's server."""
-    from tuneforge.serve import create_app, run_server
-
-    from .routes import make_router
-    from .service import Recommender
-
-    rec = Recommender.load(model_dir)
-    app = create_app(rec.encoder.predictor, token=token, routes=[make_router(rec)])
-    click.echo(f"recommender {model_dir} at http://{host}:{port}  (POST /v1/recommend, /v1/score)", err=True)
-    run_server(app, host=host, port=port)
 
 
 def register(cli: click.Group) -> None:

@@ -1,4 +1,4 @@
-"""HTTP routes (mounted on core's server by ``tuneforge recommender serve`` or ``tuneforge serve``).
+"""HTTP routes (served by core: ``tuneforge serve recommender``).
 
 ``POST /v1/recommend``  ``{"user": "42", "k": 10}`` or ``{"taste": "space operas", "k": 5}``
                         -> ``{"user", "mode", "recommendations": [{"item", "title", "score",
@@ -30,16 +30,21 @@ class ScoreRequest(BaseModel):
     items: list[str | int] = Field(min_length=1, max_length=10000)
 
 
-def make_router(recommender: Recommender) -> APIRouter:
+def make_router(recommender: Recommender, on_recommend=None) -> APIRouter:
     router = APIRouter(tags=["recommender"])
 
     @router.post("/v1/recommend")
     def recommend(req: RecommendRequest):
+        """Top-k unseen items for a known user, or for a taste described in free text."""
         user = None if req.user is None else str(req.user)
-        return recommender.recommend(user, taste=req.taste, k=req.k, explain=req.explain)
+        result = recommender.recommend(user, taste=req.taste, k=req.k, explain=req.explain)
+        if on_recommend is not None:
+            on_recommend.labels(result.get("mode", "user")).inc()
+        return result
 
     @router.post("/v1/score")
     def score(req: ScoreRequest):
+        """Scores of the given items for a known user."""
         return recommender.score(str(req.user), [str(i) for i in req.items])
 
     return router

@@ -22,8 +22,6 @@ The terminal app is ``tuneforge.apps.support_bot`` (``tuneforge chat``).
 from __future__ import annotations
 
 import json
-import logging
-import os
 from pathlib import Path
 
 from tuneforge import hookimpl
@@ -33,7 +31,6 @@ DATA = Path(__file__).parent / "data"
 KB = Path(__file__).parent / "kb"
 TEMPLATES = Path(__file__).parent / "templates"
 TASK = "support-intents"
-log = logging.getLogger(__name__)
 
 
 @hookimpl
@@ -64,26 +61,12 @@ def tuneforge_register_commands(cli):
 
 
 @hookimpl
-def tuneforge_register_routes(register, task, predictor):
-    """``tuneforge serve`` of a support-intents bundle also serves /v1/chat and /v1/feedback,
-    when a bot folder exists ($TUNEFORGE_SUPPORT_BOT or bots/support-bot)."""
-    if task is None or task.name != TASK:
-        return
+def tuneforge_register_apps(register):
+    from tuneforge.application import AppSpec
+
+    from .app import load
     from .bot import DEFAULT_BOT_DIR
 
-    bot_dir = Path(os.environ.get("TUNEFORGE_SUPPORT_BOT", DEFAULT_BOT_DIR))
-    if not (bot_dir / "bot.json").is_file():
-        log.warning("support bot: no bot folder at %s, /v1/chat is off "
-                    "(build one with `tuneforge support-bot build`)", bot_dir)
-        return
-    from .routes import make_router
-    from .service import load_conversation
-
-    conversation, bot = load_conversation(bot_dir, intent_predictor=predictor)
-    from .bot import BotConfig, resolve
-
-    wanted = resolve(bot_dir, BotConfig.load(bot_dir).intent_bundle).resolve()
-    if Path(predictor.root).resolve() != wanted:
-        log.warning("support bot: serving %s but %s was calibrated for %s; "
-                    "run `tuneforge support-bot calibrate`", predictor.root, bot_dir, wanted)
-    register(make_router(conversation, list(predictor.manifest.labels)))
+    register(AppSpec(name="support-bot", load=load, default_path=DEFAULT_BOT_DIR,
+                     path_help="the bot folder written by `tuneforge support-bot build`",
+                     description="Customer-service bot: POST /v1/chat, POST /v1/feedback."))

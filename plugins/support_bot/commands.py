@@ -6,11 +6,8 @@ Heavy imports (onnxruntime, faiss, torch) happen inside the commands.
 from __future__ import annotations
 
 import json
-import os
 
 import click
-
-from tuneforge.cli.common import server_options
 
 EXAMPLE = """\b
 Examples:
@@ -18,23 +15,18 @@ Examples:
   tuneforge export runs/support-intents-top-k-<time>
   tuneforge support-bot build --intent-bundle exports/support-intents
   tuneforge chat --debug
-  tuneforge support-bot serve --port 8000
+  tuneforge serve support-bot --port 8000
   tuneforge support-bot eval
   tuneforge support-bot feedback --turn 12 wrong --intent card_arrival
   tuneforge support-bot feedback --ticket 3 --intent lost_or_stolen_card
   tuneforge support-bot retrain --max-drop 0.01"""
 
 
-def _bot_dir_default() -> str:
+def bot_dir_option(f):
     from .bot import DEFAULT_BOT_DIR
 
-    return os.environ.get("TUNEFORGE_SUPPORT_BOT", DEFAULT_BOT_DIR)
-
-
-def bot_dir_option(f):
-    return click.option("--bot-dir", default=_bot_dir_default,
-                        show_default="$TUNEFORGE_SUPPORT_BOT or bots/support-bot",
-                        type=click.Path(file_okay=False), help="The bot folder.")(f)
+    return click.option("--bot-dir", default=DEFAULT_BOT_DIR, envvar="TUNEFORGE_SUPPORT_BOT", show_default=True,
+                        type=click.Path(file_okay=False), help="The bot folder (env TUNEFORGE_SUPPORT_BOT).")(f)
 
 
 def _echo(data, as_json: bool) -> None:
@@ -46,7 +38,7 @@ def _echo(data, as_json: bool) -> None:
 
 
 def _chat(bot_dir, debug, session):
-    from tuneforge.apps.support_bot import run_chat
+    from .chat import run_chat
 
     run_chat(bot_dir, debug=debug, session=session)
 
@@ -118,23 +110,6 @@ def index(bot_dir):
     _, stats = build_index(resolve(bot_dir, config.kb_dir), bot.dir / "index", bot.embed,
                            encoder_id=bot.encoder.manifest.model_id, hnsw_above=config.hnsw_above)
     _echo(stats.to_dict(), False)
-
-
-@group.command(epilog=EXAMPLE)
-@bot_dir_option
-@server_options
-def serve(bot_dir, host, port, token):
-    """Serve the bot on core's HTTP server: POST /v1/chat, /v1/feedback (+ /v1/predict, /healthz, /metrics)."""
-    from tuneforge.serve import create_app, run_server
-
-    from .routes import make_router
-    from .service import load_conversation
-
-    conv, bot = load_conversation(bot_dir)
-    app = create_app(bot.intent_predictor, token=token,
-                     routes=[make_router(conv, list(bot.intent_predictor.manifest.labels))])
-    click.echo(f"support bot {bot_dir} at http://{host}:{port}  (POST /v1/chat, /v1/feedback)", err=True)
-    run_server(app, host=host, port=port)
 
 
 @group.command(epilog="""\b

@@ -1,6 +1,6 @@
 """Load-test a bot's HTTP service: many clients at once, then check that no transcript row was lost.
 
-:func:`run_load` starts ``tuneforge support-bot serve`` in its own process (as in production),
+:func:`run_load` starts ``tuneforge serve support-bot`` in its own process (as in production),
 lets ``clients`` threads post ``/v1/chat`` turns for ``seconds``, stops the server, and then
 checks every answered turn against ``bot.sqlite``: a row with the turn id the client was given,
 the client's session and the (masked) message it sent.  Standard library only on the client side.
@@ -55,8 +55,8 @@ def free_port() -> int:
 
 
 def start_server(bot_dir: str | Path, port: int, *, timeout: float = 120.0) -> subprocess.Popen:
-    """``tuneforge support-bot serve`` in a child process; returns once /healthz answers."""
-    cmd = [sys.executable, "-m", "tuneforge", "support-bot", "serve", "--bot-dir", str(bot_dir),
+    """``tuneforge serve support-bot`` in a child process; returns once /healthz answers."""
+    cmd = [sys.executable, "-m", "tuneforge", "serve", "support-bot", "--app-path", str(bot_dir),
            "--port", str(port)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "HF_HUB_OFFLINE": "1"})

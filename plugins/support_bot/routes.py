@@ -1,4 +1,4 @@
-"""HTTP routes mounted on core's server (``tuneforge serve`` / ``tuneforge support-bot serve``).
+"""The bot's HTTP routes, served by core (``tuneforge serve support-bot``).
 
 ``POST /v1/chat``      ``{"message": "...", "session_id": "optional"}`` ->
                        ``{"session_id", "answer", "kind", "confidence", "intent", "sources", "turn_id", "ticket_id"}``
@@ -35,21 +35,27 @@ class FeedbackRequest(BaseModel):
     intent: str | None = Field(default=None, max_length=100)
 
 
-def make_router(conversation: Conversation, labels: list[str]) -> APIRouter:
+def make_router(conversation: Conversation, labels: list[str], metrics=None) -> APIRouter:
     router = APIRouter(tags=["support-bot"])
 
     @router.post("/v1/chat")
     def chat(req: ChatRequest):
+        """One customer turn: the answer, its kind (template, knowledge, clarify, handoff, ...) and sources."""
         if not req.message.strip():
             raise UsageError("message is empty")
         session = req.session_id or conversation.new_session()
         ans = conversation.turn(session, req.message)
+        if metrics is not None:
+            metrics.observe(ans)
         return {"session_id": session, "answer": ans.text, "kind": ans.kind,
                 "confidence": round(ans.confidence, 4), "intent": ans.intent, "sources": ans.sources,
                 "turn_id": ans.turn_id, "ticket_id": ans.ticket_id}
 
     @router.post("/v1/feedback")
     def feedback(req: FeedbackRequest):
+        """Mark a turn right or wrong, or label a ticket with the intent it should have had."""
+        if metrics is not None:
+            metrics.feedback.labels(req.verdict or "label").inc()
         return record_feedback(conversation.store, labels, turn_id=req.turn_id, ticket_id=req.ticket_id,
                                verdict=req.verdict, intent=req.intent)
 

@@ -1,0 +1,1 @@
+"""Recommendations in a terminal (``python -m tuneforge.apps.recommender``)."""
