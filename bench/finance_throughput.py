@@ -142,7 +142,8 @@ class TorchScorer:
 
 
 def time_monitor(scorer, stream: Path, batch: int, chunk: int) -> tuple[float, dict]:
-    from tuneforge.apps.finance_monitor import Monitor, MonitorConfig
+    from tuneforge.plugins.finance.config import MonitorConfig
+from tuneforge.plugins.finance.monitor import Monitor
 
     with tempfile.TemporaryDirectory(prefix="fin-bench-") as tmp:
         cfg_path = Path(tmp) / "monitor.toml"

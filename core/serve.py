@@ -354,6 +354,10 @@ def create_server(loaded: LoadedApp, *, registry, token: str | None = None, limi
     limits = limits or ServerLimits()
     metrics = server_metrics(registry)
     state = {"ready": False, "reason": "starting"}
+    from prometheus_client import Info
+
+    Info("tuneforge_app", "The app being served.", registry=registry).info(
+        {"app": loaded.name, **{k: str(v) for k, v in loaded.info.items()}})
 
     @asynccontextmanager
     async def lifespan(app):

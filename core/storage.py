@@ -196,4 +196,4 @@ def read_toml(path: str | Path) -> dict:
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: {exc}", hint="fix the TOML syntax at that line") from None
+        raise ConfigError(f"{path}: invalid TOML: {exc}", hint="fix the TOML syntax at that line") from None

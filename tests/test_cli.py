@@ -110,18 +110,47 @@ def test_toml_config_with_cli_overrides_is_resolved_and_saved(tmp_path, tiny_enc
     assert json.loads((tmp_path / "runs" / "r" / "labels.json").read_text())["labels"] == ["no", "yes"]
 
 
-def test_serve_an_app_by_name_runs_its_server_with_the_same_options(monkeypatch):
-    server = cli.commands["support-bot"].commands["serve"]
+def test_serve_an_app_by_name_passes_the_same_options(monkeypatch):
+    import tuneforge.serve as serve
+
     seen = {}
-    monkeypatch.setattr(server, "callback", lambda **kwargs: seen.update(kwargs))
-    result = CliRunner().invoke(cli, ["serve", "support-bot", "--port", "8123", "--token", "t0k"])
+    monkeypatch.setattr(serve, "build_server", lambda target, **kw: seen.update(target=target, **kw) or
+                        type("App", (), {"state": type("S", (), {"loaded": type("L", (), {"name": target,
+                                                                                        "info": {}})})}))
+    monkeypatch.setattr(serve, "run_server", lambda app, host, port: seen.update(host=host, port=port))
+    result = CliRunner().invoke(cli, ["serve", "support-bot", "--port", "8123", "--token", "t0k",
+                                      "--app-path", "bots/x"])
     assert result.exit_code == 0, result.output
-    assert seen["port"] == 8123 and seen["token"] == "t0k" and seen["host"] == "127.0.0.1"
-    assert "bot_dir" in seen  # the app's own options keep their defaults
+    assert (seen["target"], seen["app_path"], seen["token"], seen["port"], seen["host"]) == \
+        ("support-bot", "bots/x", "t0k", 8123, "127.0.0.1")
+
+
+@pytest.mark.parametrize("args,env,words", [
+    (["--token", ""], {}, "the token is empty"),
+    ([], {"TUNEFORGE_TOKEN": "  "}, "the token is empty"),
+    (["--host", "0.0.0.0"], {}, "refusing to serve 0.0.0.0 without a token"),
+    (["--port", "99999"], {}, "99999 is not in the range"),
+])
+def test_serve_refuses_unsafe_or_bad_server_options(args, env, words, monkeypatch):
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    result = CliRunner().invoke(cli, ["serve", "support-bot", *args])
+    assert result.exit_code == 2 and words in result.output, result.output
+
+
+def test_serve_reads_the_token_from_a_file(tmp_path, monkeypatch):
+    from tuneforge.cli.common import resolve_token
+
+    (tmp_path / "t").write_text("s3cret\n")
+    assert resolve_token(None, str(tmp_path / "t"), "0.0.0.0", False) == "s3cret"
+    (tmp_path / "e").write_text("")
+    with pytest.raises(Exception, match="is empty"):
+        resolve_token(None, str(tmp_path / "e"), "127.0.0.1", False)
+    assert resolve_token(None, None, "0.0.0.0", True) is None      # said explicitly
 
 
 def test_serve_unknown_name_lists_bundles_and_apps():
     result = CliRunner().invoke(cli, ["serve", "no-such-thing"])
     assert result.exit_code == 2
-    assert "no-such-thing is neither a bundle folder nor an app with a server" in result.output
+    assert "no-such-thing is neither a bundle folder nor an app" in result.output
     assert "support-bot" in result.output and "recommender" in result.output

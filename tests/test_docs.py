@@ -30,9 +30,29 @@ def test_every_hook_is_documented_with_its_signature(name):
 
 
 @pytest.mark.parametrize("name", HOOKS)
-def test_every_hook_has_a_test(name):
-    tests = [p for p in (ROOT / "tests").glob("test_*.py") if p.name != "test_docs.py"]
-    assert any(re.search(rf"\b{name}\b", p.read_text()) for p in tests), f"no test mentions {name}"
+def test_every_hook_has_a_test_hook_function(name):
+    """datasette-style: tests/test_hooks.py has ``test_hook_<name>`` (or one starting with it) that calls it."""
+    import test_hooks
+
+    short = name.removeprefix("tuneforge_")
+    found = [f for f in dir(test_hooks) if f.startswith("test_hook_") and short in f]
+    assert found, f"tests/test_hooks.py has no test_hook_{short}..."
+
+
+def test_domain_code_never_imports_the_apps_layer():
+    offenders = []
+    for folder in ("core", "plugins"):
+        for path in (ROOT / folder).rglob("*.py"):
+            text = path.read_text()
+            if re.search(r"^\s*(from|import) tuneforge\.apps\b", text, re.M):
+                offenders.append(str(path.relative_to(ROOT)))
+    assert not offenders, f"domain code imports tuneforge.apps: {offenders}"
+
+
+def test_apps_are_thin_entry_points():
+    for path in (ROOT / "apps").rglob("*.py"):
+        lines = [line for line in path.read_text().splitlines() if line.strip()]
+        assert len(lines) <= 40, f"{path.relative_to(ROOT)} has {len(lines)} lines: domain code goes in plugins/"
 
 
 def test_readme_test_command_is_what_ci_runs():

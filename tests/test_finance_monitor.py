@@ -14,18 +14,19 @@ from _bundle_helpers import make_run
 from click.testing import CliRunner
 from test_finance_scenario import WebhookReceiver, write_config
 
-from tuneforge.apps.finance_monitor import Monitor, MonitorConfig
+from tuneforge.errors import ConfigError, UsageError
 from tuneforge.plugins.finance.alerts import AlertEngine
+from tuneforge.plugins.finance.config import MonitorConfig
 from tuneforge.plugins.finance.durations import parse_duration, parse_timestamp
+from tuneforge.plugins.finance.entities import Company, Watchlist, extract_entities
 from tuneforge.plugins.finance.ingest import FileSource
 from tuneforge.plugins.finance.items import Item, Malformed, parse_json_line
+from tuneforge.plugins.finance.monitor import Monitor
 from tuneforge.plugins.finance.rules import NegativeShareRule, NegativeSurgeRule, SentimentDropRule, rule_from_dict
 from tuneforge.plugins.finance.sample import make_stream, write_jsonl
 from tuneforge.plugins.finance.scoring import BundleScorer, KeywordScorer
 from tuneforge.plugins.finance.sinks import WebhookSink
 from tuneforge.plugins.finance.windows import NEG, NEU, POS, Entry, WindowSet
-from tuneforge.errors import ConfigError, UsageError
-from tuneforge.plugins.finance.entities import Company, Watchlist, extract_entities
 
 T0 = 1_714_521_600.0  # 2024-05-01T00:00:00Z
 
@@ -259,11 +260,14 @@ def test_failed_webhook_delivery_is_retried_on_restart(tmp_path):
 def test_post_v1_events(tmp_path):
     from fastapi.testclient import TestClient
 
-    from tuneforge.plugins.finance.http import create_events_app
+    from tuneforge.application import load_app
+    from tuneforge.serve import create_server, new_registry
 
-    cfg = MonitorConfig.load(write_config(tmp_path, files=[]))
-    with Monitor(cfg, scorer=KeywordScorer()) as mon:
-        client = TestClient(create_events_app(mon, token="s3cret"))
+    path = write_config(tmp_path, files=[])
+    cfg = MonitorConfig.load(path)
+    with Monitor(cfg, scorer=KeywordScorer()) as mon, TestClient(create_server(
+            load_app("finance-monitor", path, registry := new_registry(), monitor=mon), registry=registry,
+            token="s3cret")) as client:
         auth = {"Authorization": "Bearer s3cret"}
         assert client.post("/v1/events", json={"id": "1", "text": "x"}).status_code == 401
         r = client.post("/v1/events", headers=auth, json={"events": [
@@ -273,10 +277,13 @@ def test_post_v1_events(tmp_path):
         body = r.json()
         assert (body["accepted"], body["duplicates"]) == (2, 1)
         assert body["malformed"] == [{"line": 3, "reason": "missing text"}]
-        assert client.post("/v1/events", headers=auth, content=b"{").status_code == 400
+        assert client.post("/v1/events", headers={**auth, "Content-Type": "application/json"},
+                           content=b"{").status_code == 400
         assert client.post("/v1/events", headers=auth, json=[]).status_code == 422
         assert client.get("/v1/status", headers=auth).json()["stats"]["scored"] == 2
-        assert client.get("/healthz").json() == {"ok": True}
+        assert client.get("/healthz").json()["status"] == "ok"
+        assert client.get("/v1/status").json()["error"]["type"] == "unauthorized"   # the project's error shape
+        assert "tuneforge_finance_items_total{outcome=\"scored\"} 2.0" in client.get("/metrics", headers=auth).text
         ents = dict(mon.store.db.execute("SELECT id, entities FROM items").fetchall())
         assert json.loads(ents["3"]) == ["GLBX"]
 
@@ -419,7 +426,7 @@ def test_dashboard_renders_top_entities_and_alerts(monitored, tmp_path, capsys):
 
     from rich.console import Console
 
-    from tuneforge.apps.finance_monitor import main
+    from tuneforge.cli import cli
     from tuneforge.plugins.finance.dashboard import render
 
     cfg = MonitorConfig.load(tmp_path / "monitor.toml")
@@ -429,22 +436,26 @@ def test_dashboard_renders_top_entities_and_alerts(monitored, tmp_path, capsys):
         text = console.file.getvalue()
     assert "top entities, last 1h" in text and "HOOL" in text and "recent alerts" in text and "ACME:" in text
     # the app entry point with the live dashboard forced on (nothing new to read: exits at once)
-    assert main(["--config", str(tmp_path / "monitor.toml"), "--dashboard", "on", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["stats"]["scored"] == 0
+    res = CliRunner().invoke(cli, ["finance", "monitor", "--config", str(tmp_path / "monitor.toml"),
+                                   "--dashboard", "on", "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output[res.output.index("{"):])["stats"]["scored"] == 0
 
 
 def test_http_service_on_a_real_port(tmp_path):
     import socket
     import urllib.request
 
-    from tuneforge.plugins.finance.http import HttpService
+    from tuneforge.plugins.finance.run import _serve_beside
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    cfg = MonitorConfig.load(write_config(tmp_path, files=[]))
+    path = write_config(tmp_path, files=[])
+    cfg = MonitorConfig.load(path)
+    cfg.http.port = port
     with Monitor(cfg, scorer=KeywordScorer()) as mon:
-        service = HttpService(mon, port=port).start()
+        service = _serve_beside(mon, path, cfg)
         try:
             body = json.dumps({"id": "h1", "text": "$ACME plunges after fraud probe"}).encode()
             req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/events", data=body,

@@ -20,8 +20,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tuneforge.apps.finance_monitor import Monitor, MonitorConfig
+from tuneforge.plugins.finance.config import MonitorConfig
 from tuneforge.plugins.finance.durations import parse_timestamp
+from tuneforge.plugins.finance.monitor import Monitor
 from tuneforge.plugins.finance.sample import make_stream, watchlist_toml, write_jsonl
 from tuneforge.plugins.finance.scoring import KeywordScorer
 

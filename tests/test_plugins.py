@@ -102,7 +102,7 @@ def test_builtin_plugins_load_through_entry_points():
     proc = run_cli("plugins", "--json", check=True)
     data = json.loads(proc.stdout)
     by_name = {p["name"]: p for p in data["plugins"]}
-    assert {"core", "support_bot", "finance_sentiment"} <= set(by_name)
+    assert {"core", "support_bot", "finance"} <= set(by_name)
     assert by_name["support_bot"]["module"] == "tuneforge.plugins.support_bot"
     assert by_name["support_bot"]["version"]  # from the distribution's metadata
     assert "tuneforge_register_tasks" in by_name["support_bot"]["hooks"]
@@ -116,7 +116,7 @@ def test_third_party_plugin_is_listed_and_its_hooks_called(third_party_site):
     acme = {p["name"]: p for p in data["plugins"]}["acme_tuneforge"]
     assert acme["version"] == "0.3.1"
     assert acme["tasks"] == ["acme-tickets"]  # its register_tasks hook ran
-    assert "finance_sentiment" not in {p["name"] for p in data["plugins"]}  # allow-list honoured
+    assert "finance" not in {p["name"] for p in data["plugins"]}  # allow-list honoured
     hello = run_cli("acme-hello", env_extra=env)  # its register_commands hook ran
     assert hello.returncode == 0 and hello.stdout.strip() == "hello from acme"
 

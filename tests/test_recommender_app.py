@@ -94,11 +94,9 @@ def test_cli_recommend(built):
 def test_http_recommend_and_score(built):
     from fastapi.testclient import TestClient
 
-    from tuneforge.plugins.recommender.routes import make_router
-    from tuneforge.serve import create_app
+    from tuneforge.serve import build_server
 
-    rec = Recommender.load(built[0], threads=1)
-    with TestClient(create_app(rec.encoder.predictor, routes=[make_router(rec)])) as client:
+    with TestClient(build_server("recommender", app_path=str(built[0]))) as client:
         r = client.post("/v1/recommend", json={"user": "u03", "k": 4})
         assert r.status_code == 200 and len(r.json()["recommendations"]) == 4
         r = client.post("/v1/recommend", json={"taste": "scary night in the woods", "k": 2})
@@ -111,19 +109,7 @@ def test_http_recommend_and_score(built):
         assert r.status_code == 422
         r = client.post("/v1/score", json={"user": "u03", "items": []})
         assert r.status_code == 422
-
-
-def test_routes_hook_mounts_only_for_its_task(built, monkeypatch):
-    from tuneforge.plugins import recommender as plugin
-    from tuneforge.tasks import TaskSpec
-
-    rec = Recommender.load(built[0], threads=1)
-    got = []
-    plugin.tuneforge_register_routes(got.append, TaskSpec(name="other", kind="classification"), rec.encoder.predictor)
-    assert got == []
-    monkeypatch.setenv("TUNEFORGE_RECOMMENDER", str(built[0]))
-    plugin.tuneforge_register_routes(got.append, TaskSpec(name=plugin.TASK, kind="embedding"), rec.encoder.predictor)
-    assert len(got) == 1
+        assert 'tuneforge_recommender_recommendations_total{mode="taste"} 1.0' in client.get("/metrics").text
 
 
 def test_template_generates_a_project_whose_test_passes(tmp_path):

@@ -10,9 +10,11 @@ from _bundle_helpers import make_run
 from fastapi import APIRouter
 from fastapi.testclient import TestClient
 
+from tuneforge import hookimpl
 from tuneforge.export import export_run
+from tuneforge.plugin_manager import get_plugin_manager
 from tuneforge.runtime import Predictor
-from tuneforge.serve import create_app, parse_request
+from tuneforge.serve import ServerLimits, build_server, parse_request
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -28,16 +30,38 @@ def predictor(tiny_encoder_dir, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def client(predictor):
-    plugin = APIRouter()
+def bundle_dir(predictor):
+    return str(predictor.root)
 
-    @plugin.get("/v1/echo")
-    def echo(q: str = "hi"):
-        return {"echo": q}
 
-    app = create_app(predictor, token=TOKEN, max_batch=8, max_text_chars=200,
-                     max_body_bytes=4000, routes=[plugin])
-    with TestClient(app) as c:  # runs the lifespan: the batcher starts and stops with it
+class EchoPlugin:
+    """A plugin adding a route to every server through tuneforge_register_routes."""
+
+    seen: list = []
+
+    @hookimpl
+    def tuneforge_register_routes(self, register, app):
+        self.seen.append(app.name)
+        router = APIRouter()
+
+        @router.get("/v1/echo")
+        def echo(q: str = "hi"):
+            return {"echo": q, "app": app.name}
+
+        register(router)
+
+
+@pytest.fixture(scope="module")
+def client(bundle_dir):
+    pm = get_plugin_manager()
+    plugin = EchoPlugin()
+    pm.register(plugin, name="echo-test")
+    try:
+        app = build_server(bundle_dir, token=TOKEN,
+                           limits=ServerLimits(max_batch=8, max_text_chars=200, max_body_bytes=4000))
+    finally:
+        pm.unregister(plugin)
+    with TestClient(app) as c:  # runs the lifespan: warm-up, the batcher starts and stops with it
         yield c
 
 
@@ -65,12 +89,17 @@ def test_healthz_needs_no_token(client):
     assert r.status_code == 200 and r.json()["status"] == "ok" and r.json()["variant"] == "fp32"
 
 
+def test_hook_register_routes(client):
+    """A plugin's tuneforge_register_routes adds its router to the server, behind the token."""
+    assert "bundle" in EchoPlugin.seen
+    assert client.get("/v1/echo", params={"q": "x"}).status_code == 401
+    assert client.get("/v1/echo", params={"q": "x"}, headers=AUTH).json() == {"echo": "x", "app": "bundle"}
+
+
 def test_model_info_and_plugin_routes_need_the_token(client):
     assert client.get("/v1/model").status_code == 401
     info = client.get("/v1/model", headers=AUTH).json()
     assert set(info["labels"]) == LABELS and info["kind"] == "classification"
-    assert client.get("/v1/echo", params={"q": "x"}).status_code == 401
-    assert client.get("/v1/echo", params={"q": "x"}, headers=AUTH).json() == {"echo": "x"}
 
 
 BAD_REQUESTS = [
@@ -89,9 +118,17 @@ BAD_REQUESTS = [
     ("malformed-json", {"content": b'{"texts": ["a"', "headers": {"content-type":
                                                                    "application/json"}},
      400, "invalid_json", "not valid JSON"),
-    ("not-utf8", {"content": b"\xff\xfe{}"}, 400, "invalid_json", "not valid JSON"),
+    ("not-utf8", {"content": b"\xff\xfe{}", "headers": {"content-type": "application/json"}}, 400,
+     "invalid_json", "not UTF-8"),
+    ("not-json-type", {"content": b'{"texts": ["a"]}', "headers": {"content-type": "text/plain"}}, 415,
+     "unsupported_media_type", "application/json"),
+    ("lone-surrogate", {"content": b'{"texts": ["\\ud800"]}', "headers": {"content-type": "application/json"}},
+     400, "invalid_json", "surrogate"),
+    ("deep-nesting", {"content": b"[" * 1500 + b"]" * 1500, "headers": {"content-type": "application/json"}},
+     400, "invalid_json", "nested too deeply"),
     ("body-too-big", {"json": {"texts": ["word " * 30] * 30}}, 413, "too_large", "limit is 4000"),
-    ("chunked-too-big", {"content": iter([b'{"texts": ["', b"a" * 3000, b"a" * 3000, b'"]}'])},
+    ("chunked-too-big", {"content": iter([b'{"texts": ["', b"a" * 3000, b"a" * 3000, b'"]}']),
+                         "headers": {"content-type": "application/json"}},
      413, "too_large", "over 4000 bytes"),
     ("too-many-texts", {"json": {"texts": ["a"] * 9}}, 413, "too_large", "limit is 8"),
     ("text-too-long", {"json": {"texts": ["a" * 201]}}, 413, "too_large", "201 characters"),
@@ -129,19 +166,28 @@ def test_unknown_route_and_method_use_the_error_format(client):
     assert r.status_code == 405 and "error" in r.json()
 
 
-def test_concurrent_requests_are_micro_batched(client):
-    results = []
+def test_concurrent_requests_are_micro_batched(bundle_dir, predictor):
+    app = build_server(bundle_dir, limits=ServerLimits(max_batch=64, batch_wait_ms=200))
+    texts = {i: [f"request {i}", "card"] for i in range(8)}
+    results, barrier = {}, threading.Barrier(8)
+    with TestClient(app) as c:
+        def post(i):
+            barrier.wait()
+            results[i] = c.post("/v1/predict", json={"texts": texts[i]})
 
-    def post(i):
-        r = client.post("/v1/predict", json={"texts": [f"request {i}", "card"]}, headers=AUTH)
-        results.append(r.status_code)
-
-    threads = [threading.Thread(target=post, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert results == [200] * 8
+        threads = [threading.Thread(target=post, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        metrics = c.get("/metrics").text
+    assert all(r.status_code == 200 for r in results.values())
+    for i, r in results.items():      # each request got its own texts' predictions back
+        assert [p["label"] for p in r.json()["predictions"]] == [x.label for x in predictor.predict(texts[i])]
+    batches = _sample(metrics, "tuneforge_batch_size_count")
+    assert _sample(metrics, "tuneforge_predictions_total") == 16
+    assert batches < 8, f"8 concurrent requests ran as {batches} model calls: not batched"
+    assert _sample(metrics, 'tuneforge_batch_size_bucket{le="2.0"}') < batches, "no batch held two requests"
 
 
 def test_metrics_are_prometheus_text_with_counters(client):
@@ -156,11 +202,11 @@ def test_metrics_are_prometheus_text_with_counters(client):
     assert count >= 2
     assert _sample(text, 'tuneforge_http_requests_total{path="/v1/predict",status="422"}') >= 1
     assert _sample(text, 'tuneforge_http_request_duration_seconds_count{path="/v1/predict"}') >= 3
-    assert _sample(text, 'tuneforge_http_request_duration_seconds_bucket{path="/v1/predict",'
-                         'le="+Inf"}') >= 3
+    assert _sample(text, 'tuneforge_http_request_duration_seconds_bucket{le="+Inf",path="/v1/predict"}') >= 3
     assert _sample(text, "tuneforge_batch_size_count") >= 1
     assert _sample(text, "tuneforge_predictions_total") == _sample(text, "tuneforge_batch_size_sum")
-    assert 'tuneforge_model_info{model="tiny-classification/v1",variant="fp32"' in text
+    assert 'tuneforge_app_info{app="bundle",model="tiny-classification/v1"' in text
+    assert _sample(text, "tuneforge_ready") == 1.0
 
 
 def _sample(text: str, series: str) -> float:
@@ -170,10 +216,18 @@ def _sample(text: str, series: str) -> float:
     raise AssertionError(f"{series} not in metrics:\n{text}")
 
 
-def test_no_token_configured_means_open(predictor):
-    client = TestClient(create_app(predictor))
-    r = client.post("/v1/predict", json={"text": "hello"})
+def test_no_token_configured_means_open(bundle_dir):
+    with TestClient(build_server(bundle_dir)) as client:
+        r = client.post("/v1/predict", json={"text": "hello"})
     assert r.status_code == 200 and r.json()["predictions"][0]["label"] in LABELS
+
+
+def test_integers_past_pythons_digit_limit_are_a_400_not_a_500():
+    from tuneforge.serve import _json_problem
+
+    answer = _json_problem("application/json", b'{"texts": ' + b"9" * 4400 + b"}")
+    assert answer.status_code == 400 and b"not valid JSON" in answer.body
+    assert _json_problem("application/json; charset=utf-8", b'{"texts": ["ok"]}') is None
 
 
 def test_parse_request_pairs():

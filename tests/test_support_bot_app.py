@@ -46,22 +46,21 @@ def test_build_writes_config_index_and_calibrated_thresholds(tiny_bot):
     assert (tiny_bot / "index" / "index.faiss").is_file()
 
 
-def test_http_chat_and_feedback_through_the_routes_hook(bot_copy, monkeypatch):
+def test_http_chat_and_feedback_served_by_core(bot_copy):
     from fastapi.testclient import TestClient
 
-    from tuneforge.plugin_manager import get_plugin_manager
-    from tuneforge.plugins.support_bot.bot import BotConfig
-    from tuneforge.runtime import Predictor
-    from tuneforge.serve import create_app
-    from tuneforge.tasks import all_tasks
+    from tuneforge.serve import build_server
 
-    monkeypatch.setenv("TUNEFORGE_SUPPORT_BOT", str(bot_copy))
-    predictor = Predictor.load(BotConfig.load(bot_copy).intent_bundle)
-    routers = []
-    get_plugin_manager().hook.tuneforge_register_routes(
-        register=routers.append, task=all_tasks()[predictor.task], predictor=predictor)
-    assert len(routers) == 1
-    client = TestClient(create_app(predictor, routes=routers, token="t0k"))
+    with TestClient(build_server("support-bot", app_path=str(bot_copy), token="t0k")) as client:
+        _chat_and_feedback(client)
+    import re
+
+    with TestClient(build_server("support-bot", app_path=str(bot_copy))) as client:
+        metrics = client.get("/metrics").text
+    assert re.search(r'tuneforge_support_bot_turns_total\{kind="template"\} [1-9]', metrics) is None  # new registry
+
+
+def _chat_and_feedback(client):
     auth = {"Authorization": "Bearer t0k"}
     assert client.post("/v1/chat", json={"message": "hi"}).status_code == 401   # core's auth applies
 
@@ -91,17 +90,9 @@ def test_http_chat_and_feedback_through_the_routes_hook(bot_copy, monkeypatch):
     assert client.post("/v1/chat", json={"message": ""}, headers=auth).status_code == 422
     assert client.post("/v1/chat", json={"text": "hi"}, headers=auth).status_code == 422
     assert client.post("/v1/feedback", json={"turn_id": 999, "verdict": "right"}, headers=auth).status_code == 422
-
-
-def test_routes_hook_ignores_other_tasks_and_missing_bot(tmp_path, monkeypatch):
-    from tuneforge.plugins.support_bot import tuneforge_register_routes
-    from tuneforge.tasks import get_task
-
-    routers = []
-    tuneforge_register_routes(register=routers.append, task=get_task("text-classification"), predictor=None)
-    monkeypatch.setenv("TUNEFORGE_SUPPORT_BOT", str(tmp_path / "nowhere"))
-    tuneforge_register_routes(register=routers.append, task=get_task("support-intents"), predictor=None)
-    assert routers == []
+    metrics = client.get("/metrics", headers=auth).text
+    assert 'tuneforge_support_bot_turns_total{kind="template"} 1.0' in metrics
+    assert "tuneforge_support_bot_tickets_total 1.0" in metrics
 
 
 def test_cli_feedback_and_tickets(bot_copy):

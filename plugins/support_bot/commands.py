@@ -204,6 +204,22 @@ def retrain(bot_dir, max_drop, mode, epochs, runs, exports, as_json):
         click.echo(f"kept the old model: {report.reason}", err=True)
 
 
+@group.command()
+@click.option("--mode", default="top-k", show_default=True, help="Training mode (top-k: fast on CPU).")
+@click.option("--top-k", default=2, show_default=True, type=click.IntRange(1, 48))
+@click.option("--epochs", default=3.0, show_default=True, type=click.FloatRange(0.1, 100))
+@click.option("--runs", default="runs", show_default=True, type=click.Path(file_okay=False))
+@click.option("--exports", default="exports", show_default=True, type=click.Path(file_okay=False))
+@bot_dir_option
+def demo(mode, top_k, epochs, runs, exports, bot_dir):
+    """The README's demo (`make demo`): train, export, score the intent model, build the bot, talk to it."""
+    from types import SimpleNamespace
+
+    from .demo import run_demo
+
+    run_demo(SimpleNamespace(mode=mode, top_k=top_k, epochs=epochs, runs=runs, exports=exports, bot_dir=bot_dir))
+
+
 def register(cli: click.Group) -> None:
     cli.add_command(group)
     cli.add_command(chat_command("chat"))

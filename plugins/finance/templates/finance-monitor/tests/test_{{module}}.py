@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tuneforge.apps.finance_monitor import Monitor, MonitorConfig
+from tuneforge.plugins.finance.config import MonitorConfig
+from tuneforge.plugins.finance.monitor import Monitor
 from tuneforge.plugins.finance.scoring import KeywordScorer
 
 ROOT = Path(__file__).resolve().parents[1]
