@@ -542,16 +542,27 @@ def build_server(target: str, *, app_path: str | None = None, token: str | None 
     from .application import load_app
     from .plugin_manager import call_each
 
+    from .application import all_apps
+    from .errors import BundleError
+    from .export.bundle import resolve_bundle_dir
+
     registry = new_registry()
     limits = limits or ServerLimits()
-    if Path(target).is_dir():
-        if app_path is not None:
-            raise UsageError("--app-path goes with an app name, not a bundle folder")
-        loaded = bundle_app(target, registry, variant=variant, limits=limits, trust=trust)
-    elif "/" in target or target.startswith("."):
+    is_app = app_path is not None or (target in all_apps() and "/" not in target)
+    if not is_app and Path(target).is_dir():
+        try:
+            resolve_bundle_dir(target)
+        except BundleError:
+            is_app = target in all_apps()
+            if not is_app:
+                raise
+    if not is_app and not Path(target).is_dir() and ("/" in target or target.startswith(".")):
         raise UsageError(f"{target}: no such bundle folder", hint="give exports/<name>/<version> or an app name")
-    else:
+    is_app = is_app or not Path(target).exists()
+    if is_app:
         loaded = load_app(target, app_path, registry, limits=limits, trust=trust)
+    else:
+        loaded = bundle_app(target, registry, variant=variant, limits=limits, trust=trust)
     extra: list = []
     call_each("tuneforge_register_routes", lambda plugin: {"register": extra.append, "app": loaded})
     return create_server(loaded, registry=registry, token=token, limits=limits, routers=extra,

@@ -24,7 +24,7 @@ def test_new_plugin_creates_an_installable_package(tmp_path):
     assert result.exit_code == 0, result.output
     pkg = tmp_path / "acme-tickets"
     files = sorted(str(p.relative_to(pkg)) for p in pkg.rglob("*") if p.is_file())
-    assert files == ["README.md", "acme_tickets/__init__.py", "acme_tickets/data/train.csv", "conftest.py",
+    assert files == ["README.md", "acme_tickets/__init__.py", "acme_tickets/app.py", "acme_tickets/data/train.csv", "conftest.py",
                      "pyproject.toml", "tests/test_acme_tickets.py"]
     pyproject = (pkg / "pyproject.toml").read_text()
     assert '[project.entry-points.tuneforge]\nacme_tickets = "acme_tickets"' in pyproject

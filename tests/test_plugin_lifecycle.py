@@ -128,19 +128,25 @@ def test_plugin_lifecycle_scaffold_install_test_train_serve_uninstall(overlay, t
     bundle = env.cwd / "exports" / TASK / "v1"
     assert (bundle / "manifest.json").is_file()
 
-    # a prediction served over HTTP by `tuneforge serve`
-    port = free_port()
-    server = subprocess.Popen([str(env.python), "-m", "tuneforge", "serve", str(bundle), "--port", str(port)],
-                              env=env.env, cwd=env.cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        wait_healthy(f"http://127.0.0.1:{port}/healthz", server)
-        answer = post_json(f"http://127.0.0.1:{port}/v1/predict", {"texts": ["I was charged twice this month"]})
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-    [prediction] = answer["predictions"]
-    assert prediction["label"] in {"billing", "technical", "account"} and 0 <= prediction["score"] <= 1
-    assert answer["model"].startswith(TASK)
+    # a prediction served over HTTP by `tuneforge serve`, with the plugin's postprocess applied; then
+    # the plugin's own app, served by name like the built-in ones
+    answers = {}
+    for name, args, path, body in (("bundle", [str(bundle)], "/v1/predict", {"texts": ["I was charged twice"]}),
+                                   ("app", [TASK, "--app-path", str(bundle)], "/v1/route", {"text": "I was charged twice"})):
+        port = free_port()
+        server = subprocess.Popen([str(env.python), "-m", "tuneforge", "serve", *args, "--port", str(port)],
+                                  env=env.env, cwd=env.cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                  text=True)
+        try:
+            wait_healthy(f"http://127.0.0.1:{port}/healthz", server)
+            answers[name] = post_json(f"http://127.0.0.1:{port}{path}", body)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    [prediction] = answers["bundle"]["predictions"]
+    assert prediction["team"] in {"billing", "technical", "account"} and 0 <= prediction["confidence"] <= 1
+    assert answers["bundle"]["model"].startswith(TASK)
+    assert answers["app"] == prediction
 
     # uninstall: gone from the listing, its task unknown, nothing left in the venv
     out = env.tuneforge("plugins", "uninstall", MODULE).stdout

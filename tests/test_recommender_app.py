@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tuneforge.plugins.recommender import TEMPLATE
+from tuneforge.plugins.recommender import TEMPLATES
+
+TEMPLATE = TEMPLATES / "recommender"
 from tuneforge.plugins.recommender.build import BuildConfig, build_recommender
 from tuneforge.plugins.recommender.service import Recommender
 from tuneforge.plugins.recommender.twotower import TwoTowerConfig

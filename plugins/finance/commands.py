@@ -37,6 +37,7 @@ def group():
               help="monitor.toml")
 @click.option("--once", is_flag=True, help="Exit when nothing is left to read now.")
 @click.option("--dashboard", type=click.Choice(["auto", "on", "off"]), help="Live dashboard (default: config).")
+@click.option("--no-dashboard", "dashboard", flag_value="off", help="Same as --dashboard off.")
 @click.option("--speed", type=float, help="Replay speed: N x real time (0: as fast as possible).")
 @click.option("--stdin", is_flag=True, help="Also read JSON lines from stdin.")
 @click.option("--http-port", type=int, help="Serve POST /v1/events on this port.")
