@@ -539,12 +539,10 @@ def build_server(target: str, *, app_path: str | None = None, token: str | None 
 
     Every loaded plugin's ``tuneforge_register_routes`` hook may add routers to it.
     """
-    from .application import load_app
-    from .plugin_manager import call_each
-
-    from .application import all_apps
+    from .application import all_apps, load_app
     from .errors import BundleError
     from .export.bundle import resolve_bundle_dir
+    from .plugin_manager import call_each
 
     registry = new_registry()
     limits = limits or ServerLimits()

@@ -26,19 +26,22 @@ def tiny_bot(tmp_path_factory, tiny_encoder_dir):
 
 @pytest.fixture
 def bot_copy(tiny_bot, tmp_path):
-    """A private copy of the bot folder (its own SQLite file and thresholds)."""
+    """A private copy of the whole project (bot folder + its bundles) at another place: bot.json's
+    relative paths must still find everything."""
     import shutil
 
-    dest = tmp_path / "bot"
-    shutil.copytree(tiny_bot, dest)
+    project = tmp_path / "moved-project"
+    shutil.copytree(tiny_bot.parent, project, ignore=shutil.ignore_patterns("runs"))
+    dest = project / "bot"
     (dest / "bot.sqlite").unlink(missing_ok=True)
     return dest
 
 
 def test_build_writes_config_index_and_calibrated_thresholds(tiny_bot):
     config = json.loads((tiny_bot / "bot.json").read_text())
-    assert Path(config["intent_bundle"], "manifest.json").is_file()
-    assert Path(config["encoder_bundle"], "manifest.json").is_file()
+    assert not any(Path(v).is_absolute() for v in config.values() if isinstance(v, str))   # relative: movable
+    assert (tiny_bot / config["intent_bundle"] / "manifest.json").is_file()
+    assert (tiny_bot / config["encoder_bundle"] / "manifest.json").is_file()
     th = json.loads((tiny_bot / "thresholds.json").read_text())
     for name in ("intent", "retrieval"):
         assert th["details"][name]["reached"] and th["details"][name]["precision"] >= 0.9
@@ -206,7 +209,7 @@ def test_retrain_folds_feedback_and_reports_against_the_old_model(bot_copy, tiny
     from tuneforge.plugins.support_bot.retrain import retrain
     from tuneforge.plugins.support_bot.store import Store
 
-    data = Path(json.loads((bot_copy / "bot.json").read_text())["intent_bundle"]).parents[2]
+    data = (bot_copy / json.loads((bot_copy / "bot.json").read_text())["intent_bundle"]).resolve().parents[2]
     store = Store(bot_copy / "bot.sqlite")
     t = store.add_turn("s", "my card got nicked on the bus", "...", "handoff", None, 0.1)
     store.label_ticket(store.add_ticket("s", "my card got nicked on the bus", t), "lost_or_stolen_card")
@@ -221,11 +224,12 @@ def test_retrain_folds_feedback_and_reports_against_the_old_model(bot_copy, tiny
                                   "kb_questions_file": data / "kbq.csv", "half": None,
                                   "oos_share": 0.5}).to_dict()
     assert report["data"]["feedback_rows"] == 1 and report["data"]["origins"] == ["ticket:1"]
-    assert report["old_bundle"] == old and report["new_bundle"] != old
+    same = lambda a, b: (bot_copy / a).resolve() == (bot_copy / b).resolve()  # noqa: E731
+    assert same(report["old_bundle"], old) and not same(report["new_bundle"], old)
     assert "accuracy" in report["old_metrics"] and "accuracy" in report["new_metrics"]
     assert report["accepted"] and "allowed drop 1.0000" in report["reason"]
     config = json.loads((bot_copy / "bot.json").read_text())
-    assert config["intent_bundle"] == str(Path(report["new_bundle"]).resolve())
+    assert same(config["intent_bundle"], report["new_bundle"]) and not Path(config["intent_bundle"]).is_absolute()
     assert config["previous_intent_bundles"] == [old]
     rows = Path(report["data"]["file"]).read_text()
     assert "my card got nicked on the bus,lost_or_stolen_card" in rows

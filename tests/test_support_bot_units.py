@@ -87,7 +87,7 @@ def test_bundled_answers_cover_every_intent_and_kb_exists():
     answers = load_answers(DATA / "answers.yaml", labels=labels)
     assert set(labels) <= set(answers) and len(labels) == 77
     sources = {d.source for d in load_documents(KB)}
-    assert 12 <= len(sources) <= 20
+    assert 25 <= len(sources) <= 40
     assert {s for _, s in kb_questions()} <= sources
     assert len(out_of_scope()) >= 100
 

@@ -19,7 +19,6 @@ from tuneforge.storage import write_json
 
 from .calibrate import Thresholds
 from .cascade import Cascade
-from .datasets import ANSWERS, KB_DIR
 from .knowledge import load_answers
 from .retrieval import HNSW_ABOVE, KnowledgeIndex, build_index, kb_changed
 
@@ -33,8 +32,8 @@ class BotConfig:
 
     intent_bundle: str
     encoder_bundle: str
-    kb_dir: str = str(KB_DIR)
-    answers: str = str(ANSWERS)
+    kb_dir: str = "package:kb"
+    answers: str = "package:data/answers.yaml"
     top_k: int = 5
     hnsw_above: int = HNSW_ABOVE
     previous_intent_bundles: list | None = None
@@ -65,7 +64,24 @@ class BotConfig:
         write_json(Path(bot_dir) / "bot.json", self.to_dict())
 
 
+PACKAGE = Path(__file__).resolve().parent
+PACKAGE_PREFIX = "package:"
+
+
+def portable(path: str | Path, bot_dir: str | Path) -> str:
+    """How ``bot.json`` records ``path``: ``package:<rel>`` for the plugin's own files (the bundled
+    knowledge base and answers), else relative to the bot folder -- so a moved project keeps working."""
+    import os
+
+    path = Path(path).resolve()
+    if path.is_relative_to(PACKAGE):
+        return PACKAGE_PREFIX + path.relative_to(PACKAGE).as_posix()
+    return os.path.relpath(path, Path(bot_dir).resolve())
+
+
 def resolve(bot_dir: str | Path, path: str) -> Path:
+    if path.startswith(PACKAGE_PREFIX):
+        return PACKAGE / path[len(PACKAGE_PREFIX):]
     p = Path(path)
     return p if p.is_absolute() else Path(bot_dir) / p
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from tuneforge.errors import UsageError
 
-from .bot import Bot, BotConfig, resolve
+from .bot import Bot, BotConfig, portable, resolve
 from .calibrate import Calibration, Thresholds, threshold_for_precision
 from .datasets import ANSWERS, INTENT_TEST, KB_DIR, KB_QUESTIONS, OUT_OF_SCOPE, kb_questions, labelled_questions
 from .datasets import out_of_scope as load_oos
@@ -145,9 +145,8 @@ def build_bot(bot_dir: str | Path, intent_bundle: str | Path, *, encoder_bundle:
         encoder_bundle = build_encoder(base_model, samples, out_dir=exports, variants=encoder_variants,
                                        measure=measure)
     encoder_bundle = resolve_bundle_dir(encoder_bundle)
-    config = BotConfig(intent_bundle=str(Path(intent_bundle).resolve()),
-                       encoder_bundle=str(Path(encoder_bundle).resolve()),
-                       kb_dir=str(Path(kb_dir).resolve()), answers=str(Path(answers).resolve()))
+    config = BotConfig(intent_bundle=portable(intent_bundle, bot_dir), encoder_bundle=portable(encoder_bundle, bot_dir),
+                       kb_dir=portable(kb_dir, bot_dir), answers=portable(answers, bot_dir))
     config.save(bot_dir)
     from tuneforge.runtime import Predictor
 

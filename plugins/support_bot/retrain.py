@@ -14,7 +14,7 @@ from typing import Callable
 
 from tuneforge.errors import ConfigError
 
-from .bot import BotConfig, resolve
+from .bot import BotConfig, portable, resolve
 from .datasets import INTENT_TEST, INTENT_TRAIN
 from .feedback import fold_feedback
 from .store import Store
@@ -76,7 +76,7 @@ def retrain(bot_dir: str | Path, *, max_drop: float = 0.01, base_train: str | Pa
                            _headline(old_m), _headline(new_m), max_drop, accepted, reason)
     if accepted:
         config.previous_intent_bundles = [*(config.previous_intent_bundles or []), config.intent_bundle]
-        config.intent_bundle = str(Path(new_bundle).resolve())
+        config.intent_bundle = portable(new_bundle, bot_dir)
         config.save(bot_dir)
         progress("recalibrating thresholds for the new model")
         report.thresholds = calibrate_bot(bot_dir, target=_target(bot_dir), **(calibration or {})).to_dict()
