@@ -34,6 +34,7 @@ class BotConfig:
     encoder_bundle: str
     kb_dir: str = "package:kb"
     answers: str = "package:data/answers.yaml"
+    responses: str = "package:data/conversation/responses.yaml"
     top_k: int = 5
     hnsw_above: int = HNSW_ABOVE
     previous_intent_bundles: list | None = None
@@ -95,6 +96,8 @@ class Bot:
         self.intent_predictor, self.encoder, self.index = intent_predictor, encoder, index
         self.answers, self.thresholds = answers, thresholds
         self.cascade = Cascade(self.score_intents, self.retrieve, answers, thresholds, top_k=config.top_k)
+        self.router, self.responses = None, {}
+        self._vectors: dict[str, np.ndarray] = {}      # the last texts embedded: router and retrieval share one call
 
     @classmethod
     def load(cls, bot_dir: str | Path = DEFAULT_BOT_DIR, *, intent_predictor=None,
@@ -122,14 +125,33 @@ class Bot:
             log.info("knowledge index rebuilt: %s", stats.to_dict())
         else:
             index = KnowledgeIndex.load(index_dir)
-        return cls(bot_dir, config, intent, encoder, index, answers, thresholds)
+        bot = cls(bot_dir, config, intent, encoder, index, answers, thresholds)
+        if (bot_dir / "router" / "router.json").is_file():
+            from .router import Router
+            from .smalltalk import load_responses
+
+            bot.router = Router.load(bot_dir / "router")
+            bot.responses = load_responses(resolve(bot_dir, config.responses))
+        else:
+            log.warning("%s has no conversation router (built by an older tuneforge): small talk and off-topic "
+                        "requests go through the banking cascade; rebuild the bot", bot_dir)
+        return bot
 
     # -- the cascade's two scorers ----------------------------------------------
     def score_intents(self, texts: list[str]) -> list[dict[str, float]]:
         return [p.scores or {} for p in self.intent_predictor.predict(texts)]
 
     def embed(self, texts: list[str]) -> np.ndarray:
-        return _embed(self.encoder, texts)
+        """Unit vectors of ``texts``; a single text embedded a moment ago is not embedded again
+        (the router and the knowledge search of one turn share the call)."""
+        if len(texts) == 1 and texts[0] in self._vectors:
+            return self._vectors[texts[0]]
+        vectors = _embed(self.encoder, texts)
+        if len(texts) == 1:
+            if len(self._vectors) >= 256:
+                self._vectors.clear()
+            self._vectors[texts[0]] = vectors
+        return vectors
 
     def retrieve(self, texts: list[str], k: int = 5):
         return self.index.search(self.embed(texts), k)

@@ -16,7 +16,16 @@ from tuneforge.errors import UsageError
 
 from .bot import Bot, BotConfig, portable, resolve
 from .calibrate import Calibration, Thresholds, threshold_for_precision
-from .datasets import ANSWERS, INTENT_TEST, KB_DIR, KB_QUESTIONS, OUT_OF_SCOPE, kb_questions, labelled_questions
+from .datasets import (
+    ANSWERS,
+    INTENT_TEST,
+    INTENT_TRAIN,
+    KB_DIR,
+    KB_QUESTIONS,
+    OUT_OF_SCOPE,
+    kb_questions,
+    labelled_questions,
+)
 from .datasets import out_of_scope as load_oos
 from .knowledge import load_documents
 from .retrieval import build_index
@@ -129,6 +138,33 @@ def calibrate_bot(bot_dir: str | Path, *, target: float = 0.9, questions_file: s
     return th
 
 
+def build_router(bot_dir: str | Path, encoder, *, bank_file=INTENT_TRAIN, half: str | None = "calibration"):
+    """The conversation router over the encoder: references, then thresholds from calibration halves."""
+    from tuneforge.runtime.postprocess import l2_normalize
+
+    from .datasets import labelled_questions
+    from .knowledge import load_documents
+    from .retrieval import chunk_input
+    from .router import Router, calibrate_router, eval_rows
+
+    def embed(texts):
+        return l2_normalize(np.asarray(encoder.predict_raw(list(texts), batch_size=64), dtype=np.float32))
+
+    config = BotConfig.load(bot_dir)
+    bank = [q for q, _ in labelled_questions(bank_file)]
+    bank += [chunk_input(c) for d in load_documents(resolve(bot_dir, config.kb_dir)) for c in d.chunks]
+    router = Router.build(embed, bank)
+    part = half or "calibration"
+    in_domain = [q for q, _ in labelled_questions(INTENT_TEST, part)] + \
+        [t for t, _ in eval_rows("bank_paraphrases", "expected", part)]
+    router.thresholds = calibrate_router(
+        router, embed, in_domain=in_domain, small_talk=[t for t, _ in eval_rows("small_talk", "act", part)],
+        off_domain=[t for t, _ in eval_rows("off_domain", "domain", part)],
+        unanswerable=[t for t, _ in eval_rows("bank_unanswerable", None, part)])
+    router.save(Path(bot_dir) / "router")
+    return router
+
+
 def build_bot(bot_dir: str | Path, intent_bundle: str | Path, *, encoder_bundle: str | Path | None = None,
               base_model: str = "all-MiniLM-L6-v2", kb_dir: str | Path = KB_DIR,
               answers: str | Path = ANSWERS, target: float = 0.9, exports: str | Path = "exports",
@@ -156,6 +192,10 @@ def build_bot(bot_dir: str | Path, intent_bundle: str | Path, *, encoder_bundle:
                            lambda t: np.asarray(encoder.predict_raw(t), dtype=np.float32),
                            encoder_id=encoder.manifest.model_id, hnsw_above=config.hnsw_above)
     progress("calibrating thresholds")
-    th = calibrate_bot(bot_dir, target=target, **(calibration or {}))
+    calibration = dict(calibration or {})
+    bank_file = calibration.pop("bank_questions_file", INTENT_TRAIN)
+    th = calibrate_bot(bot_dir, target=target, **calibration)
+    progress("building the conversation router (small talk, off-topic, bank)")
+    build_router(bot_dir, encoder, bank_file=bank_file, half=calibration.get("half", "calibration"))
     return {"bot_dir": str(bot_dir), "config": config.to_dict(), "index": stats.to_dict(),
             "thresholds": th.to_dict()}

@@ -19,7 +19,7 @@ from .calibrate import Thresholds
 from .knowledge import humanize, render
 from .retrieval import Hit
 
-KINDS = ("template", "retrieval", "clarify", "handoff")
+KINDS = ("template", "retrieval", "clarify", "handoff", "smalltalk", "decline")
 IntentScorer = Callable[[list[str]], list[dict[str, float]]]     # texts -> {label: probability}
 Retriever = Callable[[list[str], int], list[list[Hit]]]          # texts, k -> hits per text
 

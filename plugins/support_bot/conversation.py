@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections import OrderedDict
 
 from .cascade import Answer, Cascade, Memory
 from .pii import mask
+from .smalltalk import DECLINE, follow_up, pick, small_talk_answer
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -24,12 +26,18 @@ MAX_SESSIONS = 10_000
 
 
 class Conversation:
-    """Answers turns for many sessions; thread-safe (the HTTP service shares one)."""
+    """Answers turns for many sessions; thread-safe (the HTTP service shares one).
 
-    def __init__(self, cascade: Cascade, store: Store):
-        self.cascade, self.store = cascade, store
+    With a ``bot`` that has a conversation router, each message is first routed (small talk,
+    off-topic, bank); only bank questions reach the cascade, and a cascade hand-off of a message
+    that resembles no bank question is declined rather than ticketed.
+    """
+
+    def __init__(self, cascade: Cascade, store: Store, bot=None):
+        self.cascade, self.store, self.bot = cascade, store, bot
         self._sessions: OrderedDict[str, Memory] = OrderedDict()
         self._lock = threading.Lock()
+        self._turns = 0
 
     def greeting(self) -> str:
         return self.cascade.message("_greeting")
@@ -46,6 +54,32 @@ class Conversation:
     def new_session() -> str:
         return uuid.uuid4().hex[:12]
 
+    def respond(self, text: str, memory: Memory, seed: str = "") -> Answer:
+        """The answer to one message, without recording it (evaluation uses this too)."""
+        t0 = time.perf_counter()
+        choice = follow_up(text, memory)
+        if choice == "no":
+            memory.pending = []
+            return Answer("clarify", "No problem. Could you tell me a bit more about what you need?", 1.0)
+        if choice is not None:
+            return self.cascade.answer(str(choice + 1), memory)
+        router = getattr(self.bot, "router", None)
+        route = None
+        if router is not None:
+            route = router.routes(self.bot.embed([text]))[0]
+            if not route.is_bank:
+                memory.pending = []
+                answer = small_talk_answer(route, self.bot.responses, seed or text)
+                answer.timings_ms = {"route": (time.perf_counter() - t0) * 1000}
+                answer.timings_ms["total"] = answer.timings_ms["route"]
+                return answer
+        answer = self.cascade.answer(text, memory)
+        if answer.kind == "handoff" and route is not None and route.bank < router.thresholds.ood:
+            answer = Answer("decline", pick(self.bot.responses, DECLINE, seed or text), route.bank,
+                            candidates=answer.candidates, timings_ms=answer.timings_ms)
+        answer.timings_ms["total"] = (time.perf_counter() - t0) * 1000
+        return answer
+
     def turn(self, session: str, text: str) -> Answer:
         command = text.strip().lower()
         if command in ("/quit", "/exit"):
@@ -56,7 +90,10 @@ class Conversation:
             self.memory(session).reset()
             return Answer("reset", "OK, I've forgotten our conversation. How can I help?", 1.0)
         memory = self.memory(session)
-        answer = self.cascade.answer(text, memory)
+        with self._lock:
+            self._turns += 1
+            seed = f"{session}:{self._turns}"
+        answer = self.respond(text, memory, seed)
         answer.turn_id = self.store.add_turn(session, text, answer.text, answer.kind, answer.intent,
                                              answer.confidence, answer.sources)
         if answer.kind == "handoff":

@@ -12,14 +12,18 @@ import time
 
 from rich.console import Console
 
-# A scripted customer: two questions an intent answers (templates), two the policy pages answer
-# (retrieval, with the source), one nobody can answer (hand-off + ticket), then /quit.
+# A scripted customer: a greeting (small talk), two questions an intent answers (templates), two the
+# policy pages answer (retrieval, with the source), an off-topic request (a polite decline, no ticket),
+# one a human must handle (hand-off + ticket), thanks, then /quit.
 CONVERSATION = [
+    "hi there",
     "I still haven't received my new card, it's been two weeks",
     "How do I top up with Apple Pay?",
     "how much is the premium plan per month",
     "how long after a purchase can I still raise a chargeback",
-    "can you recommend a good pasta recipe for dinner",
+    "what's the weather like in london tomorrow",
+    "I want to talk to a real person about my mortgage application",
+    "thanks!",
     "/quit",
 ]
 
