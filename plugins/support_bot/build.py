@@ -194,8 +194,10 @@ def build_bot(bot_dir: str | Path, intent_bundle: str | Path, *, encoder_bundle:
     progress("calibrating thresholds")
     calibration = dict(calibration or {})
     bank_file = calibration.pop("bank_questions_file", INTENT_TRAIN)
+    with_router = calibration.pop("router", True)
     th = calibrate_bot(bot_dir, target=target, **calibration)
-    progress("building the conversation router (small talk, off-topic, bank)")
-    build_router(bot_dir, encoder, bank_file=bank_file, half=calibration.get("half", "calibration"))
+    if with_router:
+        progress("building the conversation router (small talk, off-topic, bank)")
+        build_router(bot_dir, encoder, bank_file=bank_file, half=calibration.get("half", "calibration"))
     return {"bot_dir": str(bot_dir), "config": config.to_dict(), "index": stats.to_dict(),
             "thresholds": th.to_dict()}

@@ -146,10 +146,16 @@ def loadtest(bot_dir, clients, seconds, as_json):
 @click.option("--json", "as_json", is_flag=True)
 def evaluate(bot_dir, sample, as_json):
     """Intent accuracy, out-of-scope precision/recall, retrieval recall@1/@5, answer kinds, latency."""
-    from .bot import Bot
-    from .evaluate import evaluate_bot
+    from pathlib import Path
 
-    _echo(evaluate_bot(Bot.load(bot_dir), cascade_sample=sample or None).to_dict(), as_json)
+    from .evaluate import evaluate_bot, evaluate_conversation
+    from .service import load_conversation
+
+    conversation, bot = load_conversation(bot_dir)
+    report = evaluate_bot(bot, cascade_sample=sample or None).to_dict()
+    report["conversation"] = evaluate_conversation(conversation, plot=str(Path(bot_dir) / "oos-curve.png"))
+    conversation.store.close()
+    _echo(report, as_json)
 
 
 @group.command(epilog=EXAMPLE)

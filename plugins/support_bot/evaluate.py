@@ -100,3 +100,111 @@ def evaluate_bot(bot: Bot, *, half: str | None = "evaluation", questions_file=IN
                              "p95": round(float(np.percentile(lat, 95)), 2),
                              "mean": round(float(lat.mean()), 2), "turns": len(lat)}
     return report
+
+
+# -- the whole conversation, per evaluation set (issue: real customer traffic) ------------------
+ANSWERED = ("template", "retrieval")
+
+
+def conversation_sets(half: str = "evaluation") -> dict[str, list[tuple[str, str]]]:
+    """(text, expected) per set: an intent, ``kb:<page>``, ``handoff``, ``decline`` or a small-talk act."""
+    from .router import eval_rows
+
+    return {
+        "in_scope": labelled_questions(INTENT_TEST, half),
+        "paraphrases": eval_rows("bank_paraphrases", "expected", half),
+        "unanswerable": [(t, "handoff") for t, _ in eval_rows("bank_unanswerable", None, half)],
+        "kb_questions": [(q, "kb:" + s) for q, s in kb_questions(KB_QUESTIONS, half)],
+        "off_domain": [(t, "decline") for t, _ in eval_rows("off_domain", "domain", half)],
+        "small_talk": eval_rows("small_talk", "act", half),
+    }
+
+
+def _right(answer, expected: str) -> bool | None:
+    """Was a template/retrieval answer right?  None when the answer gave no content."""
+    if answer.kind == "template":
+        return answer.intent == expected
+    if answer.kind == "retrieval":
+        return expected.startswith("kb:") and any(s.get("source") == expected[3:] for s in answer.sources)
+    return None
+
+
+def evaluate_conversation(conversation, *, half: str = "evaluation", plot: str | None = None) -> dict:
+    """Answer kinds, confident-wrong rate, tickets per 1,000 turns per set; an out-of-scope recall
+    vs in-scope coverage curve (PNG) with its AUROC; the intents most often answered wrongly."""
+    from .cascade import Memory
+
+    report: dict = {"half": half, "sets": {}}
+    wrong_intents: dict[str, int] = {}
+    margins: dict[str, list[float]] = {"in": [], "out": []}
+    router = getattr(conversation.bot, "router", None)
+    for name, rows in conversation_sets(half).items():
+        kinds: dict[str, int] = {}
+        confident_wrong = right = answered = 0
+        for text, expected in rows:
+            answer = conversation.respond(text, Memory())
+            kinds[answer.kind] = kinds.get(answer.kind, 0) + 1
+            ok = _right(answer, expected)
+            if ok is not None:
+                answered += 1
+                right += bool(ok)
+                confident_wrong += not ok
+                if not ok and name == "in_scope":
+                    wrong_intents[expected] = wrong_intents.get(expected, 0) + 1
+            if router is not None and name in ("in_scope", "paraphrases", "off_domain"):
+                route = router.routes(conversation.bot.embed([text]))[0]
+                margins["out" if name == "off_domain" else "in"].append(route.margin)
+        n = max(len(rows), 1)
+        entry = {"n": len(rows), "kinds": {k: round(v / n, 4) for k, v in sorted(kinds.items())},
+                 "answered": round(answered / n, 4), "confident_wrong": round(confident_wrong / n, 4),
+                 "tickets_per_1000": round(1000 * kinds.get("handoff", 0) / n, 1)}
+        if answered:
+            entry["answer_precision"] = round(right / answered, 4)
+        if name == "small_talk":
+            handled = sum(1 for t, act in rows if act)  # every row is small talk
+            entry["handled_by_conversation_layer"] = round(
+                (kinds.get("smalltalk", 0) + kinds.get("decline", 0)
+                 + min(kinds.get("handoff", 0), sum(a == "human_request" for _, a in rows))) / max(handled, 1), 4)
+            entry["unasked_tickets"] = max(0, kinds.get("handoff", 0) - sum(a == "human_request" for _, a in rows))
+        report["sets"][name] = entry
+    report["most_wrong_intents"] = sorted(wrong_intents.items(), key=lambda kv: -kv[1])[:10]
+    if margins["in"] and margins["out"]:
+        report["oos_auroc"] = round(_auroc(np.array(margins["out"]), np.array(margins["in"])), 4)
+        if plot:
+            report["curve_png"] = _plot_curve(np.array(margins["out"]), np.array(margins["in"]), plot,
+                                              router.thresholds.margin)
+    return report
+
+
+def _auroc(positive: np.ndarray, negative: np.ndarray) -> float:
+    """P(score of an out-of-scope message > score of an in-scope one), ties half (Mann-Whitney)."""
+    scores = np.concatenate([positive, negative])
+    ranks = np.argsort(np.argsort(scores, kind="mergesort"), kind="mergesort") + 1.0
+    for value in np.unique(scores):          # average ranks of ties
+        tie = scores == value
+        ranks[tie] = ranks[tie].mean()
+    r_pos = ranks[:len(positive)].sum()
+    return float((r_pos - len(positive) * (len(positive) + 1) / 2) / (len(positive) * len(negative)))
+
+
+def _plot_curve(out: np.ndarray, inn: np.ndarray, path: str, chosen: float) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cuts = np.unique(np.concatenate([out, inn, [chosen]]))
+    recall = [(out > c).mean() for c in cuts]
+    coverage = [(inn <= c).mean() for c in cuts]
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.plot(coverage, recall, lw=1.5)
+    ax.scatter([(inn <= chosen).mean()], [(out > chosen).mean()], color="red", zorder=3, label="calibrated margin")
+    ax.set_xlabel("in-scope coverage (bank questions kept)")
+    ax.set_ylabel("out-of-scope recall (off-domain declined)")
+    ax.set_title("Support bot: open-world detection")
+    ax.legend(loc="lower left")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -18,6 +18,7 @@ from .cascade import Answer, Memory
 from .router import ACTS, OFF_TOPIC, Route
 
 DECLINE = "off_topic_decline"
+RESPONSES_KEYS = (*ACTS, DECLINE)
 _WORDS = re.compile(r"[^a-z0-9 ]+")
 YES = {"yes", "yeah", "yep", "yup", "correct", "right", "exactly", "thats right", "that one", "sure", "ok", "okay"}
 NO = {"no", "nope", "nah", "neither", "none", "not really", "no thanks", "wrong", "neither of those"}
@@ -35,7 +36,7 @@ def load_responses(path: str | Path) -> dict[str, list[str]]:
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot read the replies: {exc}") from None
     replies = {str(k): ([v] if isinstance(v, str) else list(v or [])) for k, v in data.items()}
-    missing = [k for k in (*ACTS, DECLINE) if not replies.get(k)]
+    missing = [k for k in RESPONSES_KEYS if not replies.get(k)]
     if missing:
         raise ConfigError(f"{path}: no reply for {', '.join(missing)}", hint="add one string per key at least")
     return replies
