@@ -71,28 +71,38 @@ def _chat_and_feedback(client):
     body = r.json()
     assert r.status_code == 200 and body["kind"] == "template" and body["intent"] == "card_arrival"
     assert body["answer"].startswith("Cards usually arrive") and 0 < body["confidence"] <= 1
-    session, turn = body["session_id"], body["turn_id"]
+    session, turn = body["session_id"], body["turn"]
+    assert len(session) == 24 and len(turn) == 16           # server-issued, unguessable
 
     r = client.post("/v1/chat", json={"message": "how much do ATM withdrawals above the allowance cost",
                                       "session_id": session}, headers=auth).json()
     assert r["kind"] == "retrieval" and r["sources"][0]["source"] == "fees.md" and r["session_id"] == session
 
     r = client.post("/v1/chat", json={"message": NONSENSE[1] + ", call me on 07700 900123"}, headers=auth).json()
-    assert r["kind"] == "handoff" and r["ticket_id"] >= 1
+    assert r["kind"] == "handoff" and r["ticket"] >= 1 and f"#{r['ticket']}" in r["answer"]
+    other_session = r["session_id"]
+    assert other_session != session
 
-    ok = client.post("/v1/feedback", json={"turn_id": turn, "verdict": "wrong", "intent": "lost_or_stolen_card"},
-                     headers=auth)
-    assert ok.status_code == 200 and ok.json()["turn"]["feedback"] == "wrong"
-    labelled = client.post("/v1/feedback", json={"ticket_id": r["ticket_id"], "intent": "card_arrival"},
-                           headers=auth).json()
-    assert labelled["ticket"]["status"] == "labelled"
-    assert "[PHONE]" in labelled["ticket"]["question"] and "07700" not in labelled["ticket"]["question"]
+    ok = client.post("/v1/feedback", json={"session_id": session, "turn": turn, "verdict": "wrong",
+                                           "intent": "lost_or_stolen_card"}, headers=auth)
+    assert ok.status_code == 200 and ok.json()["turn"] == {"turn": turn, "kind": "template", "intent": "card_arrival",
+                                                           "feedback": "wrong", "correct_intent": "lost_or_stolen_card"}
+    # another customer's session cannot read or rewrite this turn; sequential ids are not accepted at all
+    stolen = client.post("/v1/feedback", json={"session_id": other_session, "turn": turn, "verdict": "right"},
+                         headers=auth)
+    assert stolen.status_code == 422 and "no such turn in this session" in stolen.json()["error"]["message"]
+    for bad_body in ({"turn_id": 1, "verdict": "right"}, {"session_id": session, "turn": 10 ** 21, "verdict": "right"},
+                     {"session_id": session, "turn": True, "verdict": "right"}, {"ticket_id": 1, "intent": "x"}):
+        answer = client.post("/v1/feedback", json=bad_body, headers=auth)
+        assert answer.status_code == 422 and answer.json()["error"]["type"] == "invalid_request", bad_body
+    invented = client.post("/v1/chat", json={"message": "hi", "session_id": "4111111111111111abcdefgh"}, headers=auth)
+    assert invented.status_code == 422 and "unknown session_id" in invented.json()["error"]["message"]
 
-    bad = client.post("/v1/feedback", json={"turn_id": turn, "verdict": "wrong", "intent": "nope"}, headers=auth)
+    bad = client.post("/v1/feedback", json={"session_id": session, "turn": turn, "verdict": "wrong", "intent": "nope"},
+                      headers=auth)
     assert bad.status_code == 422 and "unknown intent 'nope'" in bad.json()["error"]["message"]
     assert client.post("/v1/chat", json={"message": ""}, headers=auth).status_code == 422
     assert client.post("/v1/chat", json={"text": "hi"}, headers=auth).status_code == 422
-    assert client.post("/v1/feedback", json={"turn_id": 999, "verdict": "right"}, headers=auth).status_code == 422
     metrics = client.get("/metrics", headers=auth).text
     assert 'tuneforge_support_bot_turns_total{kind="template"} 1.0' in metrics
     assert "tuneforge_support_bot_tickets_total 1.0" in metrics

@@ -62,6 +62,7 @@ class Answer:
     timings_ms: dict[str, float] = field(default_factory=dict)
     ticket_id: int | None = None
     turn_id: int | None = None
+    turn_ref: str | None = None       # what clients see: unguessable, unlike turn_id
 
     def to_dict(self) -> dict:
         d = asdict(self)

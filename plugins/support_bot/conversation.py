@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 from collections import OrderedDict
 
 from .cascade import Answer, Cascade, Memory
@@ -50,9 +49,9 @@ class Conversation:
                 self._sessions.popitem(last=False)
             return mem
 
-    @staticmethod
-    def new_session() -> str:
-        return uuid.uuid4().hex[:12]
+    def new_session(self) -> str:
+        """A server-issued session id (random; remembered by the store)."""
+        return self.store.new_session()
 
     def respond(self, text: str, memory: Memory, seed: str = "") -> Answer:
         """The answer to one message, without recording it (evaluation uses this too)."""
@@ -96,6 +95,7 @@ class Conversation:
         answer = self.respond(text, memory, seed)
         answer.turn_id = self.store.add_turn(session, text, answer.text, answer.kind, answer.intent,
                                              answer.confidence, answer.sources)
+        answer.turn_ref = self.store.turn_ref(answer.turn_id)
         if answer.kind == "handoff":
             answer.ticket_id = self.store.add_ticket(session, text, turn_id=answer.turn_id)
             answer.text += f" Your ticket number is #{answer.ticket_id}."

@@ -110,7 +110,7 @@ def _client(port: int, messages: list[str], offset: int, stop: float, sent: list
             continue
         data = json.loads(payload)
         session = data["session_id"]
-        local.append({"turn_id": data["turn_id"], "session": session, "text": text, "kind": data["kind"],
+        local.append({"turn": data["turn"], "session": session, "text": text, "kind": data["kind"],
                       "ms": ms})
     conn.close()
     with lock:
@@ -121,12 +121,12 @@ def check_transcripts(db_path: str | Path, answered: list[dict]) -> tuple[int, i
     """(rows in the table, answered turns with no row, rows that do not match their request)."""
     db = sqlite3.connect(str(db_path))
     try:
-        rows = {r[0]: (r[1], r[2]) for r in db.execute("SELECT id, session, user_text FROM turns")}
+        rows = {r[0]: (r[1], r[2]) for r in db.execute("SELECT ref, session, user_text FROM turns")}
     finally:
         db.close()
-    missing = sum(1 for a in answered if a["turn_id"] not in rows)
-    mismatched = sum(1 for a in answered if a["turn_id"] in rows
-                     and rows[a["turn_id"]] != (a["session"], mask(a["text"])))
+    missing = sum(1 for a in answered if a["turn"] not in rows)
+    mismatched = sum(1 for a in answered if a["turn"] in rows
+                     and rows[a["turn"]] != (a["session"], mask(a["text"])))
     return len(rows), missing, mismatched
 
 
@@ -160,7 +160,7 @@ def run_load(bot_dir: str | Path, messages: list[str], *, clients: int = 20, sec
     finally:
         stop_server(proc)
     report = LoadReport(clients=clients, seconds=round(elapsed, 1), requests=len(sent))
-    answered = [s for s in sent if "turn_id" in s]
+    answered = [s for s in sent if "turn" in s]
     report.ok = len(answered)
     for s in sent:
         if "error" in s:

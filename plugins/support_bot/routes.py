@@ -1,9 +1,9 @@
 """The bot's HTTP routes, served by core (``tuneforge serve support-bot``).
 
-``POST /v1/chat``      ``{"message": "...", "session_id": "optional"}`` ->
-                       ``{"session_id", "answer", "kind", "confidence", "intent", "sources", "turn_id", "ticket_id"}``
-``POST /v1/feedback``  ``{"turn_id": 12, "verdict": "wrong", "intent": "card_arrival"}`` or
-                       ``{"ticket_id": 3, "intent": "card_arrival"}``
+``POST /v1/chat``      ``{"message": "...", "session_id": "optional, server-issued"}`` ->
+                       ``{"session_id", "answer", "kind", "confidence", "intent", "sources", "turn", "ticket"}``
+``POST /v1/feedback``  ``{"session_id": "...", "turn": "...", "verdict": "wrong", "intent": "card_arrival"}``:
+                       only the session that received a turn can mark it (turn refs are not enumerable)
 """
 
 from __future__ import annotations
@@ -21,17 +21,24 @@ from .feedback import record_feedback
 MAX_MESSAGE_CHARS = 2000
 
 
+SESSION = r"^[A-Za-z0-9_-]{24}$"          # what Store.new_session issues
+REF = r"^[A-Za-z0-9_-]{16}$"               # what Store.add_turn issues
+
+
 class ChatRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     message: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
-    session_id: str | None = Field(default=None, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    session_id: str | None = Field(default=None, pattern=SESSION,
+                                   description="From an earlier answer; omit it to start a new session.")
 
 
 class FeedbackRequest(BaseModel):
+    """Feedback on one of this session's answers: the ``session_id`` and ``turn`` it came with."""
+
     model_config = ConfigDict(extra="forbid")
-    turn_id: int | None = None
-    ticket_id: int | None = None
-    verdict: Literal["right", "wrong"] | None = None
+    session_id: str = Field(pattern=SESSION)
+    turn: str = Field(pattern=REF)
+    verdict: Literal["right", "wrong"]
     intent: str | None = Field(default=None, max_length=100)
 
 
@@ -40,23 +47,32 @@ def make_router(conversation: Conversation, labels: list[str], metrics=None) -> 
 
     @router.post("/v1/chat")
     def chat(req: ChatRequest):
-        """One customer turn: the answer, its kind (template, knowledge, clarify, handoff, ...) and sources."""
+        """One customer turn: the answer, its kind (template, retrieval, clarify, handoff, smalltalk,
+        decline) and sources.  Keep ``session_id`` for the next turn and ``turn`` for feedback."""
         if not req.message.strip():
             raise UsageError("message is empty")
+        if req.session_id is not None and not conversation.store.has_session(req.session_id):
+            raise UsageError("unknown session_id", hint="omit session_id to start a new session")
         session = req.session_id or conversation.new_session()
         ans = conversation.turn(session, req.message)
         if metrics is not None:
             metrics.observe(ans)
         return {"session_id": session, "answer": ans.text, "kind": ans.kind,
                 "confidence": round(ans.confidence, 4), "intent": ans.intent, "sources": ans.sources,
-                "turn_id": ans.turn_id, "ticket_id": ans.ticket_id}
+                "turn": ans.turn_ref, "ticket": ans.ticket_id}
 
     @router.post("/v1/feedback")
     def feedback(req: FeedbackRequest):
-        """Mark a turn right or wrong, or label a ticket with the intent it should have had."""
+        """Mark one of this session's answers right or wrong (a wrong one may name the right intent).
+        Labelling tickets is for operators: ``tuneforge support-bot feedback --ticket``."""
+        turn = conversation.store.turn_of_session(req.turn, req.session_id)
+        if turn is None:
+            raise UsageError("no such turn in this session")
         if metrics is not None:
-            metrics.feedback.labels(req.verdict or "label").inc()
-        return record_feedback(conversation.store, labels, turn_id=req.turn_id, ticket_id=req.ticket_id,
-                               verdict=req.verdict, intent=req.intent)
+            metrics.feedback.labels(req.verdict).inc()
+        result = record_feedback(conversation.store, labels, turn_id=turn["id"], verdict=req.verdict,
+                                 intent=req.intent)["turn"]
+        return {"turn": {"turn": result["ref"], "kind": result["kind"], "intent": result["intent"],
+                         "feedback": result["feedback"], "correct_intent": result["correct_intent"]}}
 
     return router

@@ -7,6 +7,7 @@ a card number, IBAN, e-mail address or phone number by mistake.
 from __future__ import annotations
 
 import json
+import secrets
 import threading
 import time
 from pathlib import Path
@@ -40,7 +41,13 @@ CREATE TABLE IF NOT EXISTS tickets (
     label TEXT
 );
 """
-MIGRATIONS = [SCHEMA]
+# 2: turns get an unguessable ``ref`` (what clients see instead of the sequential id); sessions are
+#    issued by the server and remembered, so a client cannot invent one (nor send a card number as one)
+MIGRATIONS = [SCHEMA, """
+ALTER TABLE turns ADD COLUMN ref TEXT;
+CREATE UNIQUE INDEX IF NOT EXISTS turns_ref ON turns(ref);
+CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, created REAL NOT NULL);
+"""]
 VERDICTS = ("right", "wrong")
 
 
@@ -68,11 +75,29 @@ class Store:
     # -- writing ---------------------------------------------------------------
     def add_turn(self, session: str, user_text: str, answer: str, kind: str, intent: str | None,
                  confidence: float | None, sources: list[dict] | None = None) -> int:
+        """Record a turn; returns its id (``turn_ref(id)`` is what clients see)."""
         return self._write(
-            "INSERT INTO turns (session, ts, user_text, answer, kind, intent, confidence, sources) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO turns (session, ts, user_text, answer, kind, intent, confidence, sources, ref) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (session, time.time(), mask(user_text), mask(answer), kind, intent, confidence,
-             json.dumps(sources or [])))
+             json.dumps(sources or []), secrets.token_urlsafe(12)))
+
+    def turn_ref(self, turn_id: int) -> str:
+        return self._rows("SELECT ref FROM turns WHERE id = ?", (turn_id,))[0]["ref"]
+
+    def new_session(self) -> str:
+        """A server-issued session id: random, so it is neither guessable nor anyone's data."""
+        session = secrets.token_urlsafe(18)
+        self._write("INSERT INTO sessions (id, created) VALUES (?, ?)", (session, time.time()))
+        return session
+
+    def has_session(self, session: str) -> bool:
+        return bool(self._rows("SELECT 1 FROM sessions WHERE id = ?", (session,)))
+
+    def turn_of_session(self, ref: str, session: str) -> dict | None:
+        """The turn ``ref`` if it belongs to ``session`` (else None: no cross-session access)."""
+        rows = self._rows("SELECT * FROM turns WHERE ref = ? AND session = ?", (ref, session))
+        return rows[0] if rows else None
 
     def add_ticket(self, session: str, question: str, turn_id: int | None = None) -> int:
         return self._write("INSERT INTO tickets (turn_id, session, ts, question) VALUES (?, ?, ?, ?)",
