@@ -12,8 +12,9 @@ import threading
 import uuid
 from collections import OrderedDict
 
+from tuneforge.pii import mask
+
 from .cascade import Answer, Cascade, Memory
-from .pii import mask
 from .store import Store
 
 log = logging.getLogger(__name__)

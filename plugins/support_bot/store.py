@@ -13,8 +13,7 @@ import time
 from pathlib import Path
 
 from tuneforge.errors import UsageError
-
-from .pii import mask
+from tuneforge.pii import mask
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS turns (
