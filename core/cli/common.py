@@ -27,7 +27,7 @@ def server_options(f):
     """``--host``, ``--port``, ``--token`` as every tuneforge server takes them (core and plugin apps)."""
     f = click.option("--token", envvar="TUNEFORGE_TOKEN",
                      help="Require this bearer token (env TUNEFORGE_TOKEN).")(f)
-    f = click.option("--port", default=8000, show_default=True, type=int)(f)
+    f = click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))(f)
     return click.option("--host", default="127.0.0.1", show_default=True)(f)
 
 
