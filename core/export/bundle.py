@@ -193,14 +193,22 @@ def resolve_bundle_dir(path: str | Path) -> Path:
                       hint="pass exports/<name>/<version> as written by tuneforge export")
 
 
-def load_manifest(bundle_dir: str | Path) -> BundleManifest:
+def read_manifest_dict(bundle_dir: str | Path) -> dict:
+    """``manifest.json`` parsed, not yet validated."""
     path = Path(bundle_dir) / MANIFEST
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise BundleError(f"{path} is missing", hint=_REEXPORT) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise BundleError(f"{path} cannot be read: {e}", hint=_REEXPORT) from None
+
+
+def load_manifest(bundle_dir: str | Path, data: dict | None = None) -> BundleManifest:
+    """The validated manifest of ``bundle_dir`` (``data``: its already parsed JSON)."""
+    path = Path(bundle_dir) / MANIFEST
+    if data is None:
+        data = read_manifest_dict(bundle_dir)
     try:
         return BundleManifest.from_dict(data)
     except BundleError as e:   # name the file: "<path>: <field> must be ..."
@@ -218,11 +226,12 @@ def verify_bundle(bundle_dir: str | Path, trust=None) -> BundleManifest:
     signature problem.
     """
     root = resolve_bundle_dir(bundle_dir)
+    data = read_manifest_dict(root)       # read once: the signed bytes are the ones used
     if trust is not None:
         from .signing import verify_signature
 
-        verify_signature(root, trust)
-    manifest = load_manifest(root)
+        verify_signature(root, trust, manifest=data)
+    manifest = load_manifest(root, data)
     for p in sorted(root.rglob("*")):
         rel = p.relative_to(root).as_posix()
         if rel not in manifest.files and rel not in NOT_LISTED and not p.is_dir():

@@ -156,8 +156,9 @@ def sign_bundle(bundle_dir: str | os.PathLike, key) -> Path:
     return path
 
 
-def verify_signature(bundle_dir: str | os.PathLike, trust: Trust) -> str:
+def verify_signature(bundle_dir: str | os.PathLike, trust: Trust, *, manifest: dict | None = None) -> str:
     """Check ``manifest.sig`` against the trusted key(s); returns the signing key's id.
+    ``manifest``: the parsed ``manifest.json`` the caller goes on to use (read here if None).
 
     BundleError when the bundle is unsigned, the signature is malformed, or no trusted key
     made it (a tampered manifest, or another key)."""
@@ -178,7 +179,7 @@ def verify_signature(bundle_dir: str | os.PathLike, trust: Trust) -> str:
         signature = base64.b64decode(record["signature"], validate=True)
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise BundleError(f"bundle {root}: {SIGNATURE} is malformed ({e})", hint=_HINT) from None
-    message = canonical_manifest(_manifest_dict(root / MANIFEST))
+    message = canonical_manifest(manifest if manifest is not None else _manifest_dict(root / MANIFEST))
     for key in keys:
         try:
             key.verify(signature, message)
