@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Callable, Iterator
 
+from stdnum import iban as stdnum_iban
 from stdnum import luhn, numdb
 
 __all__ = ["Finding", "KINDS", "find", "mask", "contains_pii", "mask_mapping"]
@@ -182,8 +183,14 @@ def _ibans(t: str) -> Iterator[Finding]:
                 if len(compact) == length:
                     end = i + 1
                     break
-        if len(compact) == length and pattern.fullmatch("".join(compact).upper()):
-            yield Finding("IBAN", m.start(), end)
+        if len(compact) != length or not pattern.fullmatch("".join(compact).upper()):
+            continue
+        # a wrong check digit is still masked (a typo is still somebody's account) unless the
+        # match ends inside a word: then it is more likely another code (an ISIN and a date)
+        if end < len(t) and t[end].isalnum() and not stdnum_iban.is_valid(
+                m.group(1) + m.group(2) + "".join(compact)):
+            continue
+        yield Finding("IBAN", m.start(), end)
 
 
 # cards: compact 13-19 digits, or a group of four then 1-4 more groups (any separators)

@@ -45,6 +45,7 @@ CASES += [
     ("card-luhn-invalid-still-masked", "number 4111 1111 1111 1112 please", "4111111111111112", "[CARD]"),
     ("card-19-digits", "card 6011 1111 1111 1111 117 ok", "6011111111111111117", "[CARD]"),
     ("card-en-dash-spaced", "4111 \u2013 1111 \u2013 1111 \u2013 1111", "4111111111111111", "[CARD]"),
+    ("iban-bad-check-digit-still-masked", "iban DE00 3704 0044 0532 0130 00 ok", "37040044053201300", "[IBAN]"),
     ("card-zero-width", "4111\u200b1111\u200b1111\u200b1111", "4111111111111111", "[CARD]"),
 ]
 
@@ -174,6 +175,8 @@ NEGATIVES = [
     "I'm 34 years old",
     "cancel payment of 1,234.56 GBP",
     "room 101, floor 3",
+    "Oslo Børs VPS : Rate Fixing NO0010861081 2019-11-25 #OSE",    # an ISIN, not an IBAN
+    "EPS of $1.25 vs $1.10 est, revenue up 12.5% to $3.2B",
 ]
 
 
@@ -241,3 +244,18 @@ def test_mask_is_fast():
         mask(text)
     per_call = (time.perf_counter() - t0) / n
     assert per_call < 2e-3, f"mask() took {per_call * 1e6:.0f} µs on 200 chars"
+
+
+def test_real_support_questions_are_left_alone():
+    """BANKING77 questions (bundled with the support bot) hold no personal data: none may change."""
+    import csv
+    from importlib.resources import files
+
+    data = files("tuneforge.plugins.support_bot") / "data"
+    texts = []
+    for name in ("train.csv", "test.csv"):
+        with (data / name).open(newline="", encoding="utf-8") as f:
+            texts += [row["text"] for row in csv.DictReader(f)]
+    assert len(texts) > 10_000 and sum(any(c.isdigit() for c in t) for t in texts) > 200
+    changed = [t for t in texts if mask(t) != t]
+    assert changed == []
