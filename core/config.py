@@ -7,6 +7,10 @@ Precedence, lowest first: dataclass defaults < the task's ``train_defaults``
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
+import types
+import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -14,6 +18,7 @@ from typing import Any
 from .errors import ConfigError
 
 MODES = ("full", "lora", "top-k", "head", "few-shot")
+_RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 METRICS = ("auto", "accuracy", "macro_f1", "micro_f1", "loss", "spearman", "recall@1")
 
 
@@ -69,6 +74,16 @@ class TrainConfig:
             if not cond:
                 raise ConfigError(what, hint=hint)
 
+        _check_types(self)
+        need(self.run_name is None or (bool(_RUN_NAME.match(self.run_name)) and ".." not in self.run_name),
+             f"run_name must be a plain folder name, got {self.run_name!r}",
+             "use letters, digits, '.', '_' and '-' (no '/', no '..'); --output-dir says where runs go")
+        need(bool(self.output_dir), "output_dir must not be empty")
+        need(self.epochs <= 10_000, f"epochs must be <= 10000, got {self.epochs}")
+        need(self.batch_size <= 65_536 and self.eval_batch_size <= 65_536,
+             f"batch sizes must be <= 65536, got {self.batch_size} / {self.eval_batch_size}")
+        need(self.eval_batch_size >= 1, f"eval_batch_size must be >= 1, got {self.eval_batch_size}")
+
         need(self.mode in MODES, f"unknown training mode {self.mode!r}", "use one of " + ", ".join(MODES))
         need(self.metric in METRICS, f"unknown metric {self.metric!r}", "use one of " + ", ".join(METRICS))
         need(self.epochs > 0, f"epochs must be > 0, got {self.epochs}")
@@ -111,6 +126,58 @@ class TrainConfig:
             return cls(**d)
         except TypeError as exc:  # pragma: no cover - defensive
             raise ConfigError(f"{source}: {exc}") from None
+
+
+def _type_name(tp) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return "null"
+    if origin is list:
+        item = typing.get_args(tp)[0]
+        return "a list of " + {int: "integers", float: "numbers", str: "strings"}.get(item, _type_name(item))
+    if origin is dict:
+        return "a table"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true/false"}.get(tp, str(tp))
+
+
+def _fits(value, tp) -> bool:
+    """Whether ``value`` is of the annotated type ``tp`` (ints pass as floats; bools are not numbers)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return value is None
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if tp is str:
+        return isinstance(value, str)
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        return isinstance(value, list) and all(_fits(v, item) for v in value)
+    if origin is dict:
+        key, item = typing.get_args(tp)
+        return isinstance(value, dict) and all(_fits(k, key) and _fits(v, item) for k, v in value.items())
+    return True
+
+
+def _check_types(config) -> None:
+    """Every field holds a value of its annotated type: ``--set seed=[1]`` or ``epochs = inf`` is a
+    ConfigError naming the field, not a ``TypeError`` deep inside training."""
+    hints = typing.get_type_hints(type(config))
+    for f in fields(config):
+        value = getattr(config, f.name)
+        if not _fits(value, hints[f.name]):
+            finite = " (finite)" if isinstance(value, float) and not math.isfinite(value) else ""
+            raise ConfigError(f"{f.name} must be {_type_name(hints[f.name])}{finite}, got {value!r}",
+                              hint="see docs/training.md for every setting and its type")
+        if hints[f.name] in (float, float | None) and isinstance(value, int) and not isinstance(value, bool):
+            object.__setattr__(config, f.name, float(value))
 
 
 def read_toml(path: str | Path, table: str | None = None) -> dict[str, Any]:

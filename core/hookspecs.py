@@ -152,5 +152,7 @@ def tuneforge_export_done(bundle_dir: str, manifest: dict) -> None:
     """An exported bundle was written and verified.
 
     Called once per export with the final bundle folder and its manifest
-    (as a dict: task, variants, parity results, hashes).  Return value ignored.
+    (as a dict: task, variants, parity results, hashes).  Never write into
+    ``bundle_dir``: a file the manifest does not list makes the bundle refused
+    at load.  Return value ignored.
     """

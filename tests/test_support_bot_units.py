@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 
 from tuneforge.errors import DataError, UsageError
+from tuneforge.pii import mask
 from tuneforge.plugins.support_bot.calibrate import Thresholds, threshold_for_precision
 from tuneforge.plugins.support_bot.cascade import Cascade, Memory, extract_slots
 from tuneforge.plugins.support_bot.conversation import Conversation
 from tuneforge.plugins.support_bot.feedback import fold_feedback, record_feedback
 from tuneforge.plugins.support_bot.knowledge import Chunk, load_answers, load_documents, render
-from tuneforge.plugins.support_bot.pii import mask
 from tuneforge.plugins.support_bot.retrieval import Hit
 from tuneforge.plugins.support_bot.store import Store
 

@@ -36,6 +36,13 @@ class TuneforgeGroup(click.Group):
                 raise
             click.echo(f"error: {exc.one_line()}", err=True)
             ctx.exit(exc.exit_code)
+        except click.UsageError as exc:  # bad option values: the same one line, exit 2
+            if debug:
+                raise
+            where = exc.ctx.command_path if exc.ctx is not None else "tuneforge"
+            message = exc.format_message().replace("\n", " ")
+            click.echo(f"error: {message} (hint: see `{where} --help`)", err=True)
+            ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             ctx.exit(130)
@@ -56,9 +63,9 @@ def report() -> None:
 
 
 def _register_commands() -> None:
-    from . import apps, evaluate, export, plugins, predict, serve, train
+    from . import apps, evaluate, export, plugins, predict, serve, signing, train
 
-    for module in (train, evaluate, export, predict, serve, plugins, apps):
+    for module in (train, evaluate, export, predict, serve, signing, plugins, apps):
         module.register(cli)
     cli.add_command(report)
     from ..plugin_manager import call_each

@@ -31,7 +31,7 @@ def server_options(f):
                      help="Read the bearer token from this file (env TUNEFORGE_TOKEN_FILE); keeps it out of `ps`.")(f)
     f = click.option("--token", envvar="TUNEFORGE_TOKEN",
                      help="Require this bearer token (env TUNEFORGE_TOKEN; prefer --token-file).")(f)
-    f = click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))(f)
+    f = click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))(f)
     return click.option("--host", default="127.0.0.1", show_default=True)(f)
 
 

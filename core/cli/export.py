@@ -11,6 +11,7 @@ Examples:
   tuneforge export runs/support-intents-top-k-20261122-101500
   tuneforge export RUN --name support-bot --variants fp32,int8 --max-metric-drop 0.5
   tuneforge export RUN --triton      # also write a Triton model repository
+  tuneforge export RUN --sign keys/release.pem   # signed bundle (manifest.sig)
 
 Writes exports/NAME/vN/: ONNX variants that passed the parity gate, tokenizer,
 labels, manifest.json (hashes, parity, timings) and a model card."""
@@ -29,15 +30,18 @@ def register(cli: click.Group) -> None:
                   help="Validation rows the parity gate checks.")
     @click.option("--no-measure", is_flag=True, help="Skip timing the variants on this machine.")
     @click.option("--triton", is_flag=True, help="Also write a Triton Inference Server model repository.")
+    @click.option("--sign", "sign", type=click.Path(dir_okay=False),
+                  help="Sign the manifest with this Ed25519 private key (PEM; see `tuneforge keygen`).")
     @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
-    def export(run, name, version, out_dir, variants, max_metric_drop, parity_rows, no_measure, triton, as_json):
+    def export(run, name, version, out_dir, variants, max_metric_drop, parity_rows, no_measure, triton, sign,
+               as_json):
         """Export a training run to an ONNX bundle (optimised, INT8, FP16) behind a parity gate."""
         from ..export import export_run
 
         bundle = export_run(run, out_dir=out_dir, name=name, version=version,
                             variants=variants.split(",") if variants else None,
                             max_metric_drop=max_metric_drop, parity_rows=parity_rows,
-                            measure=not no_measure, triton=triton)
+                            measure=not no_measure, triton=triton, sign=sign)
         if as_json:
             import json
 

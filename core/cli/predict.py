@@ -20,9 +20,19 @@ def _read_texts(file: str, column: str | None):
     from ..data import ColumnMap, load_dataset
 
     if file == "-":
-        for line in sys.stdin:
+        from ..errors import UsageError
+
+        stdin = sys.stdin.buffer if hasattr(sys.stdin, "buffer") else None
+        lines = stdin if stdin is not None else sys.stdin
+        for number, line in enumerate(lines, 1):
+            if isinstance(line, bytes):
+                try:
+                    line = line.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise UsageError(f"stdin line {number} is not valid UTF-8 (byte {e.start + 1})",
+                                     hint="convert the input to UTF-8, e.g. with iconv") from None
             if line.strip():
-                yield line.rstrip("\n")
+                yield line.rstrip("\r\n")
         return
     ds = load_dataset(file, ColumnMap(text=column or "text", label=None), label_kind="none")
     for e in ds.examples:
@@ -38,14 +48,21 @@ def register(cli: click.Group) -> None:
     @click.option("--variant", help="ONNX variant (default: the fastest that passed parity here).")
     @click.option("--batch-size", type=int, default=32, show_default=True)
     @click.option("--raw", is_flag=True, help="Print model predictions without the plugin's post-processing.")
-    def predict(bundle, texts, file, column, variant, batch_size, raw):
+    @click.option("--trust", type=click.Path(dir_okay=False), envvar="TUNEFORGE_TRUST",
+                  help="Only load a bundle signed by this Ed25519 public key (PEM; env TUNEFORGE_TRUST).")
+    def predict(bundle, texts, file, column, variant, batch_size, raw, trust):
         """Run a bundle on texts and stream predictions as JSONL (no torch involved)."""
         from ..errors import UsageError
         from ..runtime import Predictor
+        from ..runtime.tokenization import check_utf8
 
         if not texts and not file:
             raise UsageError("nothing to predict", hint="pass --text TEXT or --file FILE")
-        predictor = Predictor.load(bundle, variant=variant)
+        for i, text in enumerate(texts, 1):
+            check_utf8(text, f"--text #{i}")
+            if not text.strip():
+                raise UsageError(f"--text #{i} is empty", hint="pass a text with at least one word")
+        predictor = Predictor.load(bundle, variant=variant, trust=trust)
         postprocess = None if raw else _postprocessor(predictor)
         source = list(texts) if texts else _read_texts(file, column)
         chunk: list[str] = []

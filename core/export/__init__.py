@@ -11,15 +11,16 @@ from typing import Callable
 
 from .bundle import BundleManifest, load_manifest, verify_bundle
 from .planner import VARIANTS, check_combo
+from .signing import generate_keypair, sign_bundle, verify_signature
 
-__all__ = ["BundleManifest", "VARIANTS", "check_combo", "export_run", "load_manifest",
-           "verify_bundle"]
+__all__ = ["BundleManifest", "VARIANTS", "check_combo", "export_run", "generate_keypair", "load_manifest",
+           "sign_bundle", "verify_bundle", "verify_signature"]
 
 
 def export_run(run_dir, out_dir="exports", name: str | None = None, version: str | None = None,
                variants=None, max_metric_drop: float = 1.0, parity_rows: int = 2000,
                measure: bool = True, triton: bool | str = False,
-               progress: Callable[[str], None] | None = None) -> Path:
+               progress: Callable[[str], None] | None = None, sign=None) -> Path:
     """Export ``runs/<id>/`` to ``<out_dir>/<name>/<version>/`` and return that folder.
 
     ``variants``: subset of ``fp32, fp32_opt, int8, fp16`` (default all; fp32 is
@@ -28,7 +29,8 @@ def export_run(run_dir, out_dir="exports", name: str | None = None, version: str
     rows used by the parity gate.  ``measure``: time the CPU variants here and
     make the fastest the CPU default.  ``triton``: also write a Triton model
     repository (True: the CUDA default variant; or a variant name).
-    ``progress``: called with one line per step.
+    ``progress``: called with one line per step.  ``sign``: an Ed25519 private key (PEM
+    file path or bytes) to sign the manifest with (``manifest.sig``; docs/export.md).
 
     Raises ParityError when an FP32 graph does not reproduce PyTorch within 1e-4;
     on any error no folder is left behind.
@@ -37,4 +39,4 @@ def export_run(run_dir, out_dir="exports", name: str | None = None, version: str
 
     return run_export(run_dir, out_dir=out_dir, name=name, version=version, variants=variants,
                       max_metric_drop=max_metric_drop, parity_rows=parity_rows, measure=measure,
-                      triton=triton, progress=progress)
+                      triton=triton, progress=progress, sign=sign)

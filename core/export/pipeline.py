@@ -21,13 +21,20 @@ log = logging.getLogger(__name__)
 
 def run_export(run_dir, *, out_dir="exports", name=None, version=None, variants=None,
                max_metric_drop=1.0, parity_rows=2000, measure=True, triton=False,
-               progress=None) -> Path:
+               progress=None, sign=None) -> Path:
+    """See :func:`tuneforge.export.export_run`.  ``sign``: an Ed25519 private key (PEM file path,
+    PEM bytes or key object); the bundle then carries ``manifest.sig`` (see :mod:`.signing`)."""
     if isinstance(max_metric_drop, bool) or not isinstance(max_metric_drop, (int, float)) \
             or max_metric_drop < 0:
         raise UsageError(f"max_metric_drop must be a number of points >= 0, got {max_metric_drop!r}")
     plan = planner.plan_export(variants)
     if isinstance(triton, str) and not isinstance(triton, bool):
         triton = planner.check_variant_name(triton)
+    key = None
+    if sign is not None:  # read the key before the long part: a bad key fails in a second
+        from . import signing
+
+        key = sign if hasattr(sign, "sign") else signing.load_private_key(sign)
     run = runs.read_run(run_dir, parity_rows=parity_rows)
     name = name if name is not None else bundle.safe_name(run.task)
 
@@ -39,6 +46,9 @@ def run_export(run_dir, *, out_dir="exports", name=None, version=None, variants=
     with bundle.AtomicBundle(out_dir, name, version) as target:
         say(f"exporting {run.path} -> {target.final} ({', '.join(plan)})")
         _build(run, target, plan, float(max_metric_drop), measure, triton, say)
+        if key is not None:
+            signing.sign_bundle(target.tmp, key)
+            say("signed manifest.json (manifest.sig)")
         final = target.commit()
     say(f"bundle ready: {final}")
     _announce(final)

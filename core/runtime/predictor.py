@@ -42,17 +42,23 @@ class Predictor:
     # -- loading -------------------------------------------------------------
     @classmethod
     def load(cls, bundle_dir, variant: str | None = None, providers=None, threads: int | None = None,
-             *, verify: bool = True) -> "Predictor":
+             *, verify: bool = True, trust=None) -> "Predictor":
         """Load ``bundle_dir`` (``exports/<name>/<version>``, or ``exports/<name>`` for the newest).
 
         ``variant``: one of the shipped variants; default: the manifest's choice for
         the provider in use.  ``providers``: e.g. ``["CUDAExecutionProvider"]``;
         default TensorRT -> CUDA -> CPU, whichever can start here.  ``threads``:
         intra-op threads; default the CPUs this process may use.  ``verify``: check
-        every file's sha256 against the manifest (BundleError on any mismatch).
+        every file's sha256 against the manifest and refuse files it does not list
+        (BundleError).  ``trust``: an Ed25519 public key (PEM file path, PEM bytes, raw 32
+        bytes, or a list of them): the bundle must be signed by one of them (``manifest.sig``);
+        an unsigned or differently signed bundle is refused.
         """
         root = resolve_bundle_dir(bundle_dir)
-        manifest = verify_bundle(root) if verify else load_manifest(root)
+        if trust is not None and not verify:
+            raise UsageError("trust needs verify=True: a signature vouches for the hashes, "
+                             "which must then be checked")
+        manifest = verify_bundle(root, trust=trust) if verify else load_manifest(root)
         if threads is None:
             threads = available_cpus()
         if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:

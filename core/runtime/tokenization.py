@@ -101,4 +101,17 @@ def check_texts(texts, what: str) -> list[str]:
     for i, t in enumerate(texts):
         if not isinstance(t, str):
             raise UsageError(f"{what}[{i}] must be a string, got {type(t).__name__}")
+        if not t.isascii():
+            check_utf8(t, f"{what}[{i}]")
     return texts
+
+
+def check_utf8(text: str, what: str) -> str:
+    """``text`` if it is valid unicode; a UsageError when it holds undecodable bytes (lone
+    surrogates, as Python's ``surrogateescape`` leaves invalid UTF-8 in argv)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise UsageError(f"{what} is not valid UTF-8 (undecodable byte at character {e.start})",
+                         hint="send UTF-8 text") from None
+    return text

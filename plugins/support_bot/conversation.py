@@ -12,8 +12,9 @@ import threading
 import time
 from collections import OrderedDict
 
+from tuneforge.pii import mask
+
 from .cascade import Answer, Cascade, Memory
-from .pii import mask
 from .smalltalk import DECLINE, follow_up, pick, small_talk_answer
 from .store import Store
 

@@ -21,8 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from tuneforge.errors import TuneforgeError
-
-from .pii import mask
+from tuneforge.pii import mask
 
 
 @dataclass

@@ -13,9 +13,8 @@ import time
 from pathlib import Path
 
 from tuneforge.errors import UsageError
+from tuneforge.pii import mask
 from tuneforge.storage import open_sqlite
-
-from .pii import mask
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS turns (
