@@ -29,9 +29,11 @@ def register(cli: click.Group) -> None:
                   help="Largest request body (chunked or not): 413 beyond it.")
     @click.option("--max-in-flight", default=64, show_default=True, type=click.IntRange(1, 100_000),
                   help="Requests served at once: 503 + Retry-After beyond it.")
+    @click.option("--body-timeout", default=15.0, show_default=True, type=click.FloatRange(0.1, 3600),
+                  help="Seconds a request body may take to arrive: 408 beyond it (slow clients).")
     @click.option("--private-docs", is_flag=True, help="Put /docs and /openapi.json behind the token too.")
     def serve(target, app_path, host, port, token, token_file, no_token_on_network, variant, max_batch,
-              max_body_bytes, max_in_flight, private_docs):
+              max_body_bytes, max_in_flight, body_timeout, private_docs):
         """Serve a bundle (POST /v1/predict) or an app (its routes) over HTTP, with /healthz and /metrics.
 
         TARGET is a bundle folder (exports/NAME/VERSION, or exports/NAME for the newest) or the
@@ -41,7 +43,8 @@ def register(cli: click.Group) -> None:
         from ..serve import ServerLimits, build_server, run_server
 
         token = resolve_token(token, token_file, host, no_token_on_network)
-        limits = ServerLimits(max_body_bytes=max_body_bytes, max_in_flight=max_in_flight, max_batch=max_batch)
+        limits = ServerLimits(max_body_bytes=max_body_bytes, max_in_flight=max_in_flight, max_batch=max_batch,
+                              body_timeout_s=body_timeout)
         app = build_server(target, app_path=app_path, token=token, limits=limits, variant=variant,
                            docs_public=not private_docs)
         loaded = app.state.loaded
