@@ -32,7 +32,7 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .application import LoadedApp
@@ -65,16 +65,6 @@ class ErrorBody(BaseModel):
     """Every error the server answers."""
 
     error: ErrorDetail
-
-
-class PredictBody(BaseModel):
-    """``{"texts": [...]}`` or ``{"text": "..."}``; pair models add ``text_pairs`` / ``text_pair``."""
-
-    model_config = ConfigDict(extra="forbid")
-    texts: list[str] | None = Field(default=None, min_length=1, examples=[["my card has not arrived"]])
-    text: str | None = Field(default=None, min_length=1)
-    text_pairs: list[str] | None = None
-    text_pair: str | None = None
 
 
 def _error(status: int, type_: str, message: str, headers=None) -> JSONResponse:
@@ -479,6 +469,22 @@ def _document_errors(app: FastAPI) -> None:
 WARMUP_TEXT = "hello"
 
 
+def predict_schema(limits: ServerLimits, needs_pairs: bool) -> dict:
+    """The JSON schema of a ``/v1/predict`` body, exactly what :func:`parse_request` accepts."""
+    text = {"type": "string", "minLength": 1, "maxLength": limits.max_text_chars, "pattern": r"\S"}
+    many = {"type": "array", "items": text, "minItems": 1, "maxItems": limits.max_batch}
+    batch = {"type": "object", "additionalProperties": False, "required": ["texts"],
+             "properties": {"texts": many, "text_pairs": many}}
+    single = {"type": "object", "additionalProperties": False, "required": ["text"],
+              "properties": {"text": text, "text_pair": text}}
+    if needs_pairs:
+        batch["required"], single["required"] = ["texts", "text_pairs"], ["text", "text_pair"]
+    else:
+        batch["properties"].pop("text_pairs")
+        single["properties"].pop("text_pair")
+    return {"oneOf": [batch, single], "examples": [{"texts": ["my card has not arrived"]}]}
+
+
 def predict_router(predictor, task, batcher: Batcher, limits: ServerLimits):
     """``POST /v1/predict`` (micro-batched, plugin post-processing applied) and ``GET /v1/model``."""
     from fastapi import APIRouter
@@ -487,7 +493,7 @@ def predict_router(predictor, task, batcher: Batcher, limits: ServerLimits):
 
     router = APIRouter(tags=["model"])
     ident = {"model": predictor.manifest.model_id, "variant": predictor.variant, "provider": predictor.provider}
-    schema = PredictBody.model_json_schema()
+    schema = predict_schema(limits, bool(getattr(predictor, "needs_pairs", False)))
 
     @router.post("/v1/predict", openapi_extra={"requestBody": {
         "required": True, "content": {"application/json": {"schema": schema}}}})
