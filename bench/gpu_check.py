@@ -34,7 +34,6 @@ import argparse
 import contextlib
 import csv
 import json
-import math
 import os
 import platform
 import signal
@@ -157,6 +156,7 @@ class Check:
         finally:
             watchdog.cancel()
             self.current = None
+            free_device_memory()
         entry["seconds"] = round(time.perf_counter() - t, 2)
         self.say(f"{name}: {entry['status']} in {entry['seconds']} s"
                  + (f" ({entry['reason']})" if entry.get("reason") else ""))
@@ -183,6 +183,14 @@ class Check:
 
 
 # -- helpers -------------------------------------------------------------------------------
+def free_device_memory() -> None:
+    """Between steps: drop the last step's models and sessions and hand their CUDA memory back."""
+    import gc
+
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
 def small_data(work: Path, train_rows: int, test_rows: int) -> dict:
     """Every k-th row of the bundled train/test CSVs (the dry run's data), as training overrides."""
     out = {}
@@ -435,9 +443,6 @@ def step_torch(ck: Check, name: str, half: bool) -> dict:
         file_order(sorted_texts, b)
         sec = time.perf_counter() - t
         res[f"batch{b}_sorted"] = {"items_per_s": round(len(texts) / sec, 1), "seconds": round(sec, 3)}
-    del model
-    if device == "cuda":
-        torch.cuda.empty_cache()
     return res
 
 
@@ -626,7 +631,8 @@ def parse(argv):
     ap.add_argument("--base-model", default="all-MiniLM-L6-v2",
                     help="HF model folder (on the lent machine: the widened MiniLM from gpu_stage.py)")
     ap.add_argument("--out", default=os.environ.get("OUT") or str(ROOT / "bench" / "results" / "gpu"))
-    ap.add_argument("--work", default=None, help="scratch folder (default: a new temp folder)")
+    ap.add_argument("--work", default=None,
+                    help="scratch folder: runs, bundle, TensorRT cache (default: a new temp folder, kept)")
     ap.add_argument("--budget-s", type=float, default=420.0, help="whole run, seconds (default 420)")
     ap.add_argument("--budget-scale", type=float, default=1.0, help="multiply every step's budget")
     ap.add_argument("--dry-run", action="store_true", help="CPU only, tiny sizes, GPU parts skipped")

@@ -238,8 +238,9 @@ def test_shim_imports_the_checkout_and_its_plugins_without_an_install(tmp_path):
 
 
 def test_shim_writes_entry_points_from_pyproject():
-    import tomllib
     from importlib import metadata
+
+    import tomllib
 
     shim = _load("_tf_path")
     site = shim._write_dist_info()
