@@ -37,12 +37,16 @@ def dry_run(tiny_encoder_dir, tmp_path_factory):
 
     check = _load("gpu_check")
     out = tmp_path_factory.mktemp("gpu-out")
+    from tuneforge.train import report
+
     threads = torch.get_num_threads()
-    try:
-        rc = check.main(["--dry-run", "--base-model", tiny_encoder_dir, "--out", str(out),
-                         "--work", str(tmp_path_factory.mktemp("gpu-work")), "--n1", "4", "--n-bulk", "32"])
-    finally:
-        torch.set_num_threads(threads)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(report, "confusion_png", lambda *a, **k: None)  # 77-class plots: seconds, not tested here
+        try:
+            rc = check.main(["--dry-run", "--base-model", tiny_encoder_dir, "--out", str(out),
+                             "--work", str(tmp_path_factory.mktemp("gpu-work")), "--n1", "4", "--n-bulk", "32"])
+        finally:
+            torch.set_num_threads(threads)
     return check, rc, json.loads((out / "gpu_check.json").read_text()), (out / "gpu_check.md").read_text()
 
 
