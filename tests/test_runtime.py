@@ -163,6 +163,35 @@ def test_wanted_cuda_falls_back_to_cpu_with_a_reason(cls):
     assert choice.usable == [CPU] and CUDA in choice.problems
 
 
+def test_tensorrt_dropped_for_cuda_says_why(cls, monkeypatch):
+    """The lent GPU machine's case: onnxruntime-gpu lists TensorRT, but its libraries are absent,
+    so the session runs on CUDA -- fallback_reason must say why TensorRT is not used."""
+    import onnxruntime
+
+    from tuneforge.runtime import predictor, session
+
+    _, bundle = cls
+    why = "its libraries cannot load (libnvinfer.so.10: cannot open shared object file)"
+    monkeypatch.setattr(session, "gpu_problem", lambda p: why if p == session.TENSORRT else None)
+    real = session.create_session
+    # pretend the first usable provider started (this machine has no GPU to start it on)
+    monkeypatch.setattr(predictor, "create_session",
+                        lambda path, providers, threads: (real(path, [CPU], threads)[0], providers[0]))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        p = Predictor.load(bundle, providers=["tensorrt", "cuda"])
+    assert p.provider == CUDA and p.variant == "fp32_opt"  # CUDA's default among shipped variants
+    assert p.fallback_reason == f"running on {CUDA}: TensorrtExecutionProvider: {why}"
+    assert any("TensorrtExecutionProvider" in str(w.message) for w in caught)
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: list(session.PROVIDERS))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the default chain only logs it
+        p = Predictor.load(bundle)
+    assert p.provider == CUDA and "TensorrtExecutionProvider" in p.fallback_reason
+    p = Predictor.load(bundle, providers=["cuda"])  # nothing preferred was dropped
+    assert p.provider == CUDA and p.fallback_reason is None
+
+
 def test_threads(cls, monkeypatch):
     _, bundle = cls
     n = available_cpus()

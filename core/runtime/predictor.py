@@ -91,6 +91,15 @@ class Predictor:
             if variant is None and _default_variant(manifest, used) != chosen:
                 chosen = _default_variant(manifest, used)
                 session, used = create_session(root / manifest.variant_file(chosen), [used], threads)
+        elif used in gpu_wanted and gpu_wanted.index(used) > 0:
+            # a preferred GPU provider (TensorRT, without its libraries) was dropped for the next one
+            fallback = f"running on {used}: " + "; ".join(
+                f"{p}: {choice.problems.get(p, 'onnxruntime did not start it (see its log)')}"
+                for p in gpu_wanted[:gpu_wanted.index(used)])
+            if choice.explicit:
+                warnings.warn(fallback, RuntimeWarning, stacklevel=2)
+            else:
+                log.info(fallback)
         if support(chosen, used).level == NOT_RECOMMENDED:
             warnings.warn(f"variant {chosen!r} on {used} is not recommended: "
                           f"{support(chosen, used).reason}", RuntimeWarning, stacklevel=2)
