@@ -243,3 +243,20 @@ def test_retrain_folds_feedback_and_reports_against_the_old_model(bot_copy, tiny
     assert config["previous_intent_bundles"] == [old]
     rows = Path(report["data"]["file"]).read_text()
     assert "my card got nicked on the bus,lost_or_stolen_card" in rows
+
+
+def test_a_bot_whose_thresholds_belong_to_another_bundle_is_refused(bot_copy):
+    """An interrupted rebuild (bot.json switched to a new bundle, thresholds still the old one's) must
+    not answer with the wrong thresholds: loading names the mismatch in one line."""
+    from tuneforge.errors import UsageError
+    from tuneforge.plugins.support_bot.bot import Bot
+
+    th = json.loads((bot_copy / "thresholds.json").read_text())
+    assert th["calibrated_for"]["model_id"] and len(th["calibrated_for"]["manifest_sha256"]) == 64
+    Bot.load(bot_copy)                                        # consistent: loads
+    th["calibrated_for"] = {"model_id": "support-intents/v9", "manifest_sha256": "0" * 64}
+    (bot_copy / "thresholds.json").write_text(json.dumps(th))
+    with pytest.raises(UsageError, match="calibrated for support-intents/v9, but bot.json points to"):
+        Bot.load(bot_copy)
+    res = CliRunner().invoke(cli, ["support-bot", "eval", "--bot-dir", str(bot_copy)])
+    assert res.exit_code == 2 and res.output.startswith("error: ") and "interrupted rebuild" in res.output

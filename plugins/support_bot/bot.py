@@ -80,6 +80,14 @@ def portable(path: str | Path, bot_dir: str | Path) -> str:
     return os.path.relpath(path, Path(bot_dir).resolve())
 
 
+def bundle_identity(predictor) -> dict:
+    """What a calibration records about the bundle it was made for."""
+    from tuneforge.runinfo import sha256_file
+
+    return {"model_id": predictor.manifest.model_id,
+            "manifest_sha256": sha256_file(Path(predictor.root) / "manifest.json")}
+
+
 def resolve(bot_dir: str | Path, path: str) -> Path:
     if path.startswith(PACKAGE_PREFIX):
         return PACKAGE / path[len(PACKAGE_PREFIX):]
@@ -116,7 +124,13 @@ class Bot:
             raise UsageError(f"the encoder bundle {config.encoder_bundle} is a {encoder.kind} model",
                              hint="build one with `tuneforge support-bot build`")
         answers = load_answers(resolve(bot_dir, config.answers), labels=list(intent.manifest.labels))
-        thresholds = thresholds or Thresholds.load(bot_dir / "thresholds.json")
+        if thresholds is None:
+            thresholds = Thresholds.load(bot_dir / "thresholds.json")
+            made_for = thresholds.calibrated_for
+            if made_for is not None and made_for != bundle_identity(intent):
+                raise UsageError(f"{bot_dir}: thresholds.json was calibrated for {made_for['model_id']}, but bot.json "
+                                 f"points to {intent.manifest.model_id} (an interrupted rebuild?)",
+                                 hint="run `tuneforge support-bot build` again, or `tuneforge support-bot calibrate`")
         kb, index_dir = resolve(bot_dir, config.kb_dir), bot_dir / "index"
         embed = lambda texts: _embed(encoder, texts)  # noqa: E731
         if refresh_index and kb_changed(kb, index_dir):

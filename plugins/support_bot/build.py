@@ -14,7 +14,7 @@ import numpy as np
 
 from tuneforge.errors import UsageError
 
-from .bot import Bot, BotConfig, portable, resolve
+from .bot import Bot, BotConfig, bundle_identity, portable, resolve
 from .calibrate import Calibration, Thresholds, threshold_for_precision
 from .datasets import (
     ANSWERS,
@@ -134,6 +134,7 @@ def calibrate_bot(bot_dir: str | Path, *, target: float = 0.9, questions_file: s
     bot = Bot.load(bot_dir, thresholds=placeholder)
     th = calibrate(bot, target=target, questions=labelled_questions(questions_file, half),
                    oos=load_oos(oos_file, half), kb=kb_questions(kb_questions_file, half), oos_share=oos_share)
+    th.calibrated_for = bundle_identity(bot.intent_predictor)
     th.save(Path(bot_dir) / "thresholds.json")
     return th
 

@@ -100,6 +100,7 @@ class Thresholds:
     clarify_ratio: float = 0.3
     target_precision: float = 0.9
     details: dict = field(default_factory=dict)
+    calibrated_for: dict | None = None    # the intent bundle: {"model_id", "manifest_sha256"}
 
     def __post_init__(self):
         for name in THRESHOLD_NAMES:
