@@ -49,6 +49,8 @@ def make_bot(src: Path, work: Path, passages: int) -> Path:
     dest = work / f"bot-{passages or 'bundled'}"
     dest.mkdir(parents=True)
     shutil.copy(src / "thresholds.json", dest / "thresholds.json")
+    if (src / "router").is_dir():
+        shutil.copytree(src / "router", dest / "router")      # the conversation layer's references
     kb = dest / "kb"
     shutil.copytree(resolve(src, config.kb_dir), kb)
     if passages:
@@ -65,12 +67,15 @@ def make_bot(src: Path, work: Path, passages: int) -> Path:
 
 def questions(turns: int, seed: int) -> list[str]:
     from tuneforge.plugins.support_bot.datasets import kb_questions, labelled_questions, out_of_scope
+    from tuneforge.plugins.support_bot.router import eval_rows
 
     rng = random.Random(seed)
     intents = [q for q, _ in labelled_questions(half="evaluation")]
     kbq = [q for q, _ in kb_questions()]
     oos = out_of_scope(half="evaluation")
-    mix = rng.sample(intents, min(len(intents), turns // 2)) + kbq + oos
+    talk = [t for t, _ in eval_rows("small_talk", "act", "evaluation")]
+    off = [t for t, _ in eval_rows("off_domain", "domain", "evaluation")]
+    mix = rng.sample(intents, min(len(intents), turns // 2)) + kbq + oos + rng.sample(talk, 40) + rng.sample(off, 40)
     rng.shuffle(mix)
     return mix[:turns] if len(mix) > turns else mix
 

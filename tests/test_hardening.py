@@ -335,3 +335,16 @@ def test_runtime_stays_free_of_torch_and_cryptography_without_a_key(bundle):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_serve_trust_refuses_an_unsigned_bundle_and_serves_a_signed_one(signed, bundle, keys):
+    from fastapi.testclient import TestClient
+
+    from tuneforge.serve import build_server
+
+    with TestClient(build_server(str(signed), trust=str(keys["public"]))) as client:
+        assert client.post("/v1/predict", json={"text": "where is my card"}).status_code == 200
+    with pytest.raises(BundleError):
+        build_server(str(bundle), trust=str(keys["public"]))
+    result = CliRunner().invoke(cli, ["serve", str(bundle), "--trust", str(keys["public"]), "--port", "8765"])
+    assert result.exit_code != 0 and "\nerror: bundle " in result.output and "Traceback" not in result.output

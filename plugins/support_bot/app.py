@@ -30,7 +30,8 @@ def load(context: AppContext) -> LoadedApp:
     from .routes import make_router
     from .service import load_conversation
 
-    conversation, bot = load_conversation(context.require_path("a bot folder (bot.json)"))
+    conversation, bot = load_conversation(context.require_path("a bot folder (bot.json)"),
+                                          trust=context.options.get("trust"))
     metrics = BotMetrics(context.metrics)
 
     def warmup():

@@ -109,17 +109,17 @@ class Bot:
 
     @classmethod
     def load(cls, bot_dir: str | Path = DEFAULT_BOT_DIR, *, intent_predictor=None,
-             thresholds: Thresholds | None = None, refresh_index: bool = True) -> "Bot":
+             thresholds: Thresholds | None = None, refresh_index: bool = True, trust=None) -> "Bot":
         """Load a bot folder; ``intent_predictor``: an already loaded intent bundle (``serve``)."""
         from tuneforge.runtime import Predictor
 
         bot_dir = Path(bot_dir)
         config = BotConfig.load(bot_dir)
-        intent = intent_predictor or Predictor.load(resolve(bot_dir, config.intent_bundle))
+        intent = intent_predictor or Predictor.load(resolve(bot_dir, config.intent_bundle), trust=trust)
         if intent.kind != "classification":
             raise UsageError(f"the intent bundle {config.intent_bundle} is a {intent.kind} model",
                              hint="use a support-intents (classification) bundle")
-        encoder = Predictor.load(resolve(bot_dir, config.encoder_bundle))
+        encoder = Predictor.load(resolve(bot_dir, config.encoder_bundle), trust=trust)
         if encoder.kind != "embedding":
             raise UsageError(f"the encoder bundle {config.encoder_bundle} is a {encoder.kind} model",
                              hint="build one with `tuneforge support-bot build`")
