@@ -37,6 +37,25 @@ def bot_copy(tiny_bot, tmp_path):
     return dest
 
 
+@pytest.fixture
+def bot_with_router(bot_copy):
+    """The tiny bot plus its conversation layer: a router over the bot's own encoder, bank references
+    from the tiny bot's questions, calibrated on its own questions and the bundled calibration halves."""
+    from _support_bot_tiny import INTENTS, KB_QUESTIONS
+
+    from tuneforge.plugins.support_bot.bot import Bot
+    from tuneforge.plugins.support_bot.router import Router, calibrate_router, eval_rows
+
+    bot = Bot.load(bot_copy)
+    bank = [q for qs in INTENTS.values() for q in qs] + [q for q, _ in KB_QUESTIONS]
+    router = Router.build(bot.embed, bank)
+    router.thresholds = calibrate_router(
+        router, bot.embed, in_domain=bank, small_talk=[t for t, _ in eval_rows("small_talk", "act", "calibration")],
+        off_domain=[t for t, _ in eval_rows("off_domain", "domain", "calibration")], unanswerable=[], max_diverted=0.0)
+    router.save(bot_copy / "router")
+    return bot_copy
+
+
 def test_build_writes_config_index_and_calibrated_thresholds(tiny_bot):
     config = json.loads((tiny_bot / "bot.json").read_text())
     assert not any(Path(v).is_absolute() for v in config.values() if isinstance(v, str))   # relative: movable
@@ -131,38 +150,47 @@ def test_cli_feedback_and_tickets(bot_copy):
     assert res.exit_code == 2 and "is not a bot folder" in res.output
 
 
-def test_chat_loop_in_a_terminal(bot_copy):
+def test_chat_loop_in_a_terminal(bot_with_router):
     import pexpect
 
+    th = json.loads((bot_with_router / "thresholds.json").read_text())
+    th["handoff"] = -1.0        # an unsure bank question that resembles the pages: ask, don't hand off
+    (bot_with_router / "thresholds.json").write_text(json.dumps(th))
     env = {**os.environ, "NO_COLOR": "1", "TERM": "dumb", "TUNEFORGE_PLUGINS": "support_bot"}
-    child = pexpect.spawn(sys.executable, ["-m", "tuneforge.apps.support_bot", "--bot-dir", str(bot_copy), "--debug"],
+    child = pexpect.spawn(sys.executable, ["-m", "tuneforge.apps.support_bot", "--bot-dir", str(bot_with_router),
+                                           "--debug"],
                           env=env, encoding="utf-8", timeout=60, dimensions=(40, 400), cwd=str(ROOT))
+
+    def say(text, *expected):
+        child.expect("you> ")
+        child.sendline(text)
+        for pattern in expected:
+            child.expect(pattern)
+
     try:
         child.expect("Hello! I'm the support assistant")
-        child.expect("you> ")
-        child.sendline("where is my new card")
-        child.expect(r"bot> Cards usually arrive within 5 working days")
-        child.expect(r"kind=template intent=card_arrival")
-        child.expect("you> ")
-        child.sendline("how much do ATM withdrawals above the allowance cost")
-        child.expect("Here is what our help pages say")
-        child.expect(r"two percent of the amount withdrawn\.\s+\(source: fees\.md § Fees > ATM withdrawal fees\)")
-        child.expect(r"kind=retrieval")
-        child.expect("you> ")
-        child.sendline("zxqv blorp fnord, mail me at a.b@example.com")
-        child.expect(r"I don't know the answer to that.*Your ticket number is #\d+")
-        child.expect(r"kind=handoff")
-        child.expect("you> ")
-        child.sendline("/quit")
-        child.expect("Goodbye!")
+        say("hi", r"bot> (Hi|Hello|Hey)", r"kind=smalltalk intent=greeting")
+        say("where is my new card", r"bot> Cards usually arrive within 5 working days",
+            r"kind=template intent=card_arrival")
+        say("how much do ATM withdrawals above the allowance cost", "Here is what our help pages say",
+            r"two percent of the amount withdrawn\.\s+\(source: fees\.md § Fees > ATM withdrawal fees\)",
+            r"kind=retrieval")
+        say("my card failed", r"do you mean \(1\) (.+?) or \(2\)", r"kind=clarify")
+        say("yes", r"kind=template intent=card_arrival")            # "yes" picks the first option
+        say("thanks, mail me at a.b@example.com", r"kind=smalltalk intent=thanks")
+        say("set a timer", r"kind=decline")
+        say("I want to talk to a person", r"Your ticket number is #\d+", r"kind=handoff intent=human_request")
+        say("/quit", "Goodbye!")
         child.expect(pexpect.EOF)
     finally:
         child.close()
     assert child.exitstatus == 0
-    db = sqlite3.connect(bot_copy / "bot.sqlite")
+    db = sqlite3.connect(bot_with_router / "bot.sqlite")
     kinds = [k for (k,) in db.execute("SELECT kind FROM turns ORDER BY id")]
-    assert kinds == ["template", "retrieval", "handoff"]
-    assert db.execute("SELECT question FROM tickets").fetchone()[0] == "zxqv blorp fnord, mail me at [EMAIL]"
+    assert kinds == ["smalltalk", "template", "retrieval", "clarify", "template", "smalltalk", "decline", "handoff"]
+    assert [q for (q,) in db.execute("SELECT question FROM tickets")] == ["I want to talk to a person"]  # one, asked for
+    assert db.execute("SELECT user_text FROM turns WHERE kind = 'smalltalk' AND intent = 'thanks'").fetchone()[0] \
+        == "thanks, mail me at [EMAIL]"
 
 
 def _load_and_check(bot_dir, seconds: float):

@@ -40,7 +40,6 @@ BANK, OFF_TOPIC = "bank", "off_topic"
 ACTS = ("greeting", "thanks", "goodbye", "bot_identity", "human_request", "help", "yes", "no",
         "how_are_you", "chitchat", "frustration", "meta")
 TOP = 3          # neighbours averaged per group
-SEARCH = 64      # neighbours fetched per message
 Embedder = Callable[[list[str]], np.ndarray]
 
 
@@ -51,6 +50,7 @@ class RouterThresholds:
 
     margin: float = 0.05
     ood: float = 0.45
+    min_score: float = 0.0        # a non-bank group must also reach this similarity (nonsense resembles nothing)
     details: dict | None = None
 
     def __post_init__(self):
@@ -108,9 +108,12 @@ class Router:
         self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         self.groups = list(groups)
         self.names = sorted(set(groups))
-        self._group_ids = np.array([self.names.index(g) for g in groups])
-        self.index = faiss.IndexFlatIP(self.vectors.shape[1])
-        self.index.add(self.vectors)
+        groups_arr = np.array(self.groups)
+        self.indexes = []                 # one exact index per group: every group's score is its own
+        for name in self.names:
+            index = faiss.IndexFlatIP(self.vectors.shape[1])
+            index.add(self.vectors[groups_arr == name])
+            self.indexes.append(index)
         self.thresholds = thresholds or RouterThresholds()
 
     @classmethod
@@ -127,13 +130,11 @@ class Router:
 
     def group_scores(self, vectors: np.ndarray) -> tuple[np.ndarray, list[str]]:
         """``[N, G]`` group scores (mean cosine of the ``TOP`` nearest references of each group)."""
-        sims, ids = self.index.search(np.ascontiguousarray(vectors, dtype=np.float32), min(SEARCH, len(self.groups)))
-        out = np.full((len(vectors), len(self.names)), -1.0, dtype=np.float32)
-        for row in range(len(vectors)):
-            gids = self._group_ids[ids[row]]
-            for g in np.unique(gids):
-                top = sims[row][gids == g][:TOP]
-                out[row, g] = float(np.mean(np.pad(top, (0, TOP - len(top)), constant_values=top[-1])))
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        out = np.empty((len(vectors), len(self.names)), dtype=np.float32)
+        for g, index in enumerate(self.indexes):
+            sims, _ = index.search(vectors, min(TOP, index.ntotal))
+            out[:, g] = sims.mean(axis=1)
         return out, self.names
 
     def routes(self, vectors: np.ndarray, thresholds: RouterThresholds | None = None) -> list[Route]:
@@ -147,7 +148,7 @@ class Router:
             other[bank_col] = -np.inf
             best = int(np.argmax(other))
             margin = float(other[best]) - bank
-            group = names[best] if margin > th.margin else BANK
+            group = names[best] if margin > th.margin and other[best] >= th.min_score else BANK
             out.append(Route(group, float(row[names.index(group)]), bank, margin))
         return out
 
@@ -186,6 +187,11 @@ def calibrate_router(router: Router, embed: Embedder, *, in_domain: list[str], s
     m_in = margins(in_domain)
     margin = float(np.quantile(m_in, 1 - max_diverted)) if len(m_in) else 0.05
     th = RouterThresholds(margin=round(margin, 4))
+    talk = list(small_talk) + list(off_domain)
+    if talk:   # the similarity 98 % of real small talk / off-topic requests reach to their nearest group
+        scores, names = router.group_scores(embed(talk))
+        scores[:, names.index(BANK)] = -np.inf
+        th.min_score = round(float(np.quantile(scores.max(axis=1), 0.02)), 4)
     b_bank = banks(list(in_domain) + list(unanswerable))
     ood = float(np.quantile(b_bank, 0.02)) if len(b_bank) else 0.45
     th.ood = round(ood, 4)
