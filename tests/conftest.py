@@ -7,6 +7,9 @@ import shutil
 
 import pytest
 
+# the plugin contract kit's fixtures and checks, loaded the way a plugin's own conftest loads them
+pytest_plugins = ["tuneforge.testing"]
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
