@@ -15,6 +15,7 @@ import random
 from pathlib import Path
 
 import pytest
+from test_train import FILLER, WORDS, sentence     # the keyword sentences the training tests learn from
 
 import tuneforge.default_plugins
 import tuneforge.plugins.finance
@@ -25,21 +26,12 @@ from tuneforge.application import AppSpec, LoadedApp
 from tuneforge.tasks import AppTemplate
 from tuneforge.testing import PluginContract, app_problems, check_template, plugin_apps
 
-WORDS = {"card": ["card", "arrived", "delivery", "post"], "money": ["transfer", "refund", "charge", "fee"],
-         "login": ["password", "login", "locked", "code"]}
-FILLER = ["please", "my", "the", "today", "help", "why", "is", "it", "again", "now", "still", "not"]
 
 
 @pytest.fixture(scope="session")
 def tuneforge_tiny_encoder(tiny_encoder_dir):
     """The kit's tiny encoder is the suite's (same 2-layer, 32-wide config): built once."""
     return tiny_encoder_dir
-
-
-def _sentence(rng: random.Random, label: str) -> str:
-    words = rng.sample(FILLER, 4) + rng.sample(WORDS[label], 2)
-    rng.shuffle(words)
-    return " ".join(words)
 
 
 def write_sample(task: str, folder: Path, n: int = 60) -> str:
@@ -60,14 +52,14 @@ def write_sample(task: str, folder: Path, n: int = 60) -> str:
     for i in range(n):
         a, b = labels[i % 3], labels[(i + 1) % 3]
         if task == "text-classification":
-            rows.append((_sentence(rng, a), a))
+            rows.append((sentence(rng, a), a))
         elif task == "multilabel-classification":
-            rows.append((_sentence(rng, a) + " " + " ".join(rng.sample(WORDS[b], 2)), f"{a}|{b}"))
+            rows.append((sentence(rng, a) + " " + " ".join(rng.sample(WORDS[b], 2)), f"{a}|{b}"))
         elif task == "pair-scoring":
             other = a if i % 2 else b
-            rows.append((_sentence(rng, a), _sentence(rng, other), 1.0 if other == a else 0.0))
+            rows.append((sentence(rng, a), sentence(rng, other), 1.0 if other == a else 0.0))
         elif task in ("embedding", "recommender-two-tower"):
-            rows.append((f"item{i % 20} {_sentence(rng, a)}", f"item{i % 20} {_sentence(rng, a)}"))
+            rows.append((f"item{i % 20} {sentence(rng, a)}", f"item{i % 20} {sentence(rng, a)}"))
         else:
             raise AssertionError(f"no sample data for {task}")
     header = {"text-classification": "text,label", "multilabel-classification": "text,label",
