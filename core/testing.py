@@ -12,23 +12,30 @@ and subclass :class:`PluginContract` in a test module::
     class TestContract(PluginContract):
         plugin = acme_tickets                 # the module (or object) holding your hookimpls
         sample_data = {}                      # task -> data file, for tasks without bundled data
+        task_settings = {}                    # task -> TrainConfig overrides (columns, ...) for it only
 
 You get, per plugin:
 
 * ``test_hookimpls_match_the_specs`` -- every ``tuneforge_*`` function is a known hook,
   decorated with ``@tuneforge.hookimpl``, taking only argument names the spec offers;
 * ``test_registers_with_pluggy`` -- pluggy accepts the plugin;
+* ``test_registered_apps_are_valid`` -- each :class:`~tuneforge.application.AppSpec` from
+  ``tuneforge_register_apps`` has a valid name, a description and a ``load`` taking one
+  argument (the :class:`~tuneforge.application.AppContext`), and core lists it for
+  ``tuneforge serve NAME`` (skipped for plugins without apps);
 * ``test_task_round_trip[<task>]`` -- for each task it registers: train 1 epoch on a
   tiny encoder built from a config (seconds), export the FP32 ONNX bundle (parity
   gate included), predict with the torch-free runtime and run the plugin's
   post-processing;
 * ``test_template[<template>]`` -- for each app template it registers: render it into
-  a temp folder and run the generated project's own tests (``pytest`` in a subprocess).
+  a temp folder and run the generated project's own tests (``pytest`` in a subprocess;
+  ``run_template_tests = False`` only renders and checks the project's files).
 
 Fixtures: ``tuneforge_tiny_encoder`` (session: a 2-layer, 32-wide BERT folder with
 MiniLM's tokenizer) and ``tuneforge_plugin`` (register a plugin object for one test).
-The functions below (:func:`hookimpl_problems`, :func:`round_trip`,
-:func:`check_template`) work without pytest too.
+The functions below (:func:`hookimpl_problems`, :func:`app_problems`, :func:`round_trip`,
+:func:`check_template`) work without pytest too.  For data a round trip needs that is not a
+fixed file, override :meth:`PluginContract.sample_data_for` (it gets the test's ``tmp_path``).
 
 This module stays import-light (torch is imported only when a fixture or check runs).
 """
@@ -38,6 +45,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -49,8 +57,8 @@ import pytest
 from .hookspecs import hookimpl as _marker
 from .plugin_manager import HOOK_PREFIX
 
-__all__ = ["PluginContract", "RoundTrip", "TemplateCheck", "build_tiny_encoder", "check_template",
-           "hookimpl_problems", "plugin_tasks", "plugin_templates", "round_trip"]
+__all__ = ["PluginContract", "RoundTrip", "TemplateCheck", "app_problems", "build_tiny_encoder", "check_template",
+           "hookimpl_problems", "plugin_apps", "plugin_tasks", "plugin_templates", "round_trip"]
 
 TINY_CONFIG = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64,
                "max_position_embeddings": 128}
@@ -122,6 +130,57 @@ def plugin_tasks(plugin: Any) -> list:
 def plugin_templates(plugin: Any) -> list:
     """The :class:`~tuneforge.tasks.AppTemplate` objects ``plugin`` registers."""
     return _call_register(plugin, "tuneforge_register_templates")
+
+
+def plugin_apps(plugin: Any) -> list:
+    """The :class:`~tuneforge.application.AppSpec` objects ``plugin`` registers."""
+    return _call_register(plugin, "tuneforge_register_apps")
+
+
+def app_problems(plugin: Any) -> list[str]:
+    """What is wrong with the apps ``plugin`` declares (empty list: nothing, or no apps hook).
+
+    Each registered object must be an :class:`~tuneforge.application.AppSpec` with a name
+    ``tuneforge serve NAME`` accepts (lower-case letters, digits, dashes; unique within the
+    plugin), a description (``tuneforge apps`` shows it), a ``default_path`` that is a string
+    or ``None``, and a ``load`` callable with one argument (the app context).  Registration
+    errors (an invalid ``AppSpec`` raises when it is made) are reported, not raised.
+    """
+    from .application import NAME, AppSpec
+
+    if getattr(plugin, "tuneforge_register_apps", None) is None:
+        return []
+    try:
+        apps = plugin_apps(plugin)
+    except Exception as exc:  # noqa: BLE001 - reported as a problem
+        return [f"tuneforge_register_apps raised {type(exc).__name__}: {exc}"]
+    if not apps:
+        return ["tuneforge_register_apps registered no app (drop the hook, or call register(AppSpec(...)))"]
+    problems, seen = [], set()
+    for spec in apps:
+        if not isinstance(spec, AppSpec):
+            problems.append(f"registered {spec!r}, not a tuneforge.application.AppSpec")
+            continue
+        label = f"app {spec.name!r}"
+        if not isinstance(spec.name, str) or not NAME.match(spec.name):
+            problems.append(f"{label}: the name must be lower-case letters, digits and dashes")
+        elif spec.name in seen:
+            problems.append(f"{label}: registered twice")
+        seen.add(spec.name)
+        if not isinstance(spec.description, str) or not spec.description.strip():
+            problems.append(f"{label}: no description (tuneforge apps shows it)")
+        if spec.default_path is not None and not isinstance(spec.default_path, str):
+            problems.append(f"{label}: default_path must be a string or None, got {type(spec.default_path).__name__}")
+        if not callable(spec.load):
+            problems.append(f"{label}: load is not callable")
+            continue
+        try:
+            inspect.signature(spec.load).bind(object())
+        except TypeError:
+            problems.append(f"{label}: load must take one argument, the AppContext")
+        except ValueError:  # no signature to inspect (a C callable): nothing to check
+            pass
+    return problems
 
 
 # -- plugin registration for one test -------------------------------------------
@@ -250,6 +309,23 @@ class TemplateCheck:
         return self.returncode in (0, None)
 
 
+_PLACEHOLDER = re.compile(r"\{\{[A-Za-z_]\w*\}\}")
+
+
+def _unfilled_placeholders(project: Path, files: list[Path]) -> list[str]:
+    """``file: {{x}}`` for each ``{{identifier}}`` left in a rendered file's name or text."""
+    left = []
+    for path in files:
+        rel = str(Path(path).relative_to(project))
+        found = set(_PLACEHOLDER.findall(rel))
+        try:
+            found |= set(_PLACEHOLDER.findall(Path(path).read_text(encoding="utf-8")))
+        except UnicodeDecodeError:
+            pass
+        left += [f"{rel}: {p}" for p in sorted(found)]
+    return left
+
+
 def check_template(template: Any, parent: str | Path, *, name: str = "demo-app", run_tests: bool = True,
                    timeout: float = 600, env: dict | None = None) -> TemplateCheck:
     """Render ``template`` (an :class:`~tuneforge.tasks.AppTemplate`) as ``parent/name`` and run its tests.
@@ -267,6 +343,10 @@ def check_template(template: Any, parent: str | Path, *, name: str = "demo-app",
         raise AssertionError(f"template {template.name!r}: the project has no README.md")
     if not any(Path(f).name.startswith("test_") and f.endswith(".py") for f in rel):
         raise AssertionError(f"template {template.name!r}: the project has no test_*.py")
+    left = _unfilled_placeholders(project, files)
+    if left:
+        raise AssertionError(f"template {template.name!r}: placeholders no variable fills "
+                             f"(only name, module, template are given): {'; '.join(left)}")
     if not run_tests:
         return TemplateCheck(template.name, str(project), rel, None, "")
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", **(env or {})}
@@ -322,6 +402,20 @@ class PluginContract:
     sample_data: dict[str, str] = {}      # task name -> training file, for tasks without bundled data
     skip_round_trip: tuple[str, ...] = ()  # task names not to train (say why in a comment)
     round_trip_settings: dict = {}        # extra TrainConfig overrides for the round trip
+    task_settings: dict[str, dict] = {}   # task name -> TrainConfig overrides for that task only
+    run_template_tests: bool = True       # False: render the templates, don't run their tests here
+
+    def round_trip_settings_for(self, task, tmp_path: Path) -> dict:
+        """TrainConfig overrides for ``task``'s round trip: ``round_trip_settings`` updated with
+        ``task_settings[task.name]``.  Override to compute some (a file written into ``tmp_path``)."""
+        return {**self.round_trip_settings, **self.task_settings.get(task.name, {})}
+
+    def sample_data_for(self, task, tmp_path: Path) -> str | None:
+        """The training file for ``task``'s round trip; ``None``: the task's bundled data.
+
+        Default: ``sample_data[task.name]``.  Override to write a file into ``tmp_path``.
+        """
+        return self.sample_data.get(task.name)
 
     def test_hookimpls_match_the_specs(self):
         problems = hookimpl_problems(_contract_plugin(type(self)))
@@ -339,15 +433,29 @@ class PluginContract:
         pm.check_pending()                         # raises on hookimpls that match no spec
         assert pm.get_hookcallers(plugin), "the plugin implements no tuneforge hook"
 
+    def test_registered_apps_are_valid(self, tuneforge_plugin):
+        plugin = _contract_plugin(type(self))
+        if getattr(plugin, "tuneforge_register_apps", None) is None:
+            pytest.skip("the plugin declares no app (no tuneforge_register_apps)")
+        problems = app_problems(plugin)
+        assert not problems, "app problems:\n  " + "\n  ".join(problems)
+        tuneforge_plugin(plugin)
+        from .application import all_apps
+
+        served = all_apps()     # raises if another loaded plugin registers one of these names
+        for spec in plugin_apps(plugin):
+            assert spec.name in served, f"app {spec.name!r} is not listed by core (tuneforge apps)"
+
     def test_task_round_trip(self, tuneforge_contract_task, tuneforge_tiny_encoder, tuneforge_plugin, tmp_path):
         tuneforge_plugin(_contract_plugin(type(self)))
         from .tasks import get_task
 
         task = get_task(tuneforge_contract_task)
-        data = self.sample_data.get(task.name)
+        data = self.sample_data_for(task, tmp_path)
         if data is None and "train" not in task.data_files:
             pytest.skip(f"task {task.name} has no bundled data: set sample_data = {{{task.name!r}: 'file.csv'}}")
-        result = round_trip(task.name, tuneforge_tiny_encoder, tmp_path, data=data, **self.round_trip_settings)
+        settings = self.round_trip_settings_for(task, tmp_path)
+        result = round_trip(task.name, tuneforge_tiny_encoder, tmp_path, data=data, **settings)
         assert len(result.predictions) == len(result.texts)
         assert isinstance(result.results, list) and len(result.results) == len(result.texts), \
             "tuneforge_postprocess must return one dict per text"
@@ -356,5 +464,5 @@ class PluginContract:
 
     def test_template(self, tuneforge_contract_template, tuneforge_plugin, tmp_path):
         tuneforge_plugin(_contract_plugin(type(self)))
-        check = check_template(tuneforge_contract_template, tmp_path)
+        check = check_template(tuneforge_contract_template, tmp_path, run_tests=self.run_template_tests)
         assert check.ok, f"template {check.template!r}: its generated tests failed:\n{check.output[-4000:]}"

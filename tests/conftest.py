@@ -7,6 +7,9 @@ import shutil
 
 import pytest
 
+# the plugin contract kit's fixtures and checks, loaded the way a plugin's own conftest loads them
+pytest_plugins = ["tuneforge.testing"]
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -33,6 +36,29 @@ def tiny_encoder_dir(tmp_path_factory):
     BertModel(config).save_pretrained(out)
     tokenizer.save_pretrained(out)
     return str(out)
+
+
+@pytest.fixture(scope="session")
+def tiny_bot(tmp_path_factory, tiny_encoder_dir):
+    """A tiny support bot folder, built once per session (~20 s: one tiny training, two exports,
+    index, calibration).  Shared: tests that write (transcripts, feedback) work on a copy."""
+    from _support_bot_tiny import build_tiny_bot
+
+    return build_tiny_bot(tmp_path_factory.mktemp("support-bot"), tiny_encoder_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_recommender(tiny_encoder_dir, tmp_path_factory):
+    """A recommender folder built from the template's sample data on the tiny encoder, once per
+    session: ``(folder, report)``.  Read-only for its users."""
+    from tuneforge.plugins.recommender import TEMPLATES
+    from tuneforge.plugins.recommender.build import BuildConfig, build_recommender
+    from tuneforge.plugins.recommender.twotower import TwoTowerConfig
+
+    out = tmp_path_factory.mktemp("rec") / "recommender"
+    cfg = BuildConfig(data=str(TEMPLATES / "recommender" / "data"), out=str(out), base_model=tiny_encoder_dir,
+                      two_tower=TwoTowerConfig(pairs_per_user=5, batch_size=16, max_length=32), threads=1)
+    return build_recommender(cfg, progress=lambda s: None)
 
 
 @pytest.fixture(scope="session")

@@ -14,20 +14,16 @@ from click.testing import CliRunner
 from tuneforge.plugins.recommender import TEMPLATES
 
 TEMPLATE = TEMPLATES / "recommender"
-from tuneforge.plugins.recommender.build import BuildConfig, build_recommender
+from tuneforge.plugins.recommender.build import BuildConfig
 from tuneforge.plugins.recommender.service import Recommender
-from tuneforge.plugins.recommender.twotower import TwoTowerConfig
 
 SAMPLE = TEMPLATE / "data"
 
 
 @pytest.fixture(scope="module")
-def built(tiny_encoder_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("rec") / "recommender"
-    cfg = BuildConfig(data=str(SAMPLE), out=str(out), base_model=tiny_encoder_dir,
-                      two_tower=TwoTowerConfig(pairs_per_user=5, batch_size=16, max_length=32), threads=1)
-    folder, report = build_recommender(cfg, progress=lambda s: None)
-    return folder, report
+def built(tiny_recommender):
+    """``(folder, report)``: built once per session (tests/conftest.py)."""
+    return tiny_recommender
 
 
 def test_build_writes_folder_and_table(built):

@@ -10,18 +10,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from _support_bot_tiny import NONSENSE, build_tiny_bot
+from _support_bot_tiny import NONSENSE
 from click.testing import CliRunner
 
 from tuneforge.cli import cli
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="module")
-def tiny_bot(tmp_path_factory, tiny_encoder_dir):
-    """Built once per module (~20 s: two trainings-free exports, one tiny training, calibration)."""
-    return build_tiny_bot(tmp_path_factory.mktemp("support-bot"), tiny_encoder_dir)
 
 
 @pytest.fixture
