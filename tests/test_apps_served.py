@@ -72,7 +72,7 @@ def _support_bot(request, tmp_path) -> Served:
 
 
 def _finance_monitor(request, tmp_path) -> Served:
-    from test_finance_scenario import write_config      # the keyword scorer: no model to load
+    from test_finance_scenario import write_config  # the keyword scorer: no model to load
 
     return Served("finance-monitor", write_config(tmp_path, files=[]), "/v1/events",
                   {"id": "1", "timestamp": "2024-05-01T00:00:00Z", "text": "$ACME beats estimates"},

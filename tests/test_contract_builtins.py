@@ -15,7 +15,7 @@ import random
 from pathlib import Path
 
 import pytest
-from test_train import FILLER, WORDS, sentence     # the keyword sentences the training tests learn from
+from test_train import FILLER, WORDS, sentence  # the keyword sentences the training tests learn from
 
 import tuneforge.default_plugins
 import tuneforge.plugins.finance
@@ -25,7 +25,6 @@ from tuneforge import hookimpl
 from tuneforge.application import AppSpec, LoadedApp
 from tuneforge.tasks import AppTemplate
 from tuneforge.testing import PluginContract, app_problems, check_template, plugin_apps
-
 
 
 @pytest.fixture(scope="session")

@@ -132,8 +132,24 @@ def calibrate_bot(bot_dir: str | Path, *, target: float = 0.9, questions_file: s
     """Calibrate a built bot on the calibration half of the question sets; saves thresholds.json."""
     placeholder = Thresholds(intent=2.0, retrieval=2.0)
     bot = Bot.load(bot_dir, thresholds=placeholder)
-    th = calibrate(bot, target=target, questions=labelled_questions(questions_file, half),
-                   oos=load_oos(oos_file, half), kb=kb_questions(kb_questions_file, half), oos_share=oos_share)
+    questions = labelled_questions(questions_file, half)
+    oos, kb = load_oos(oos_file, half), kb_questions(kb_questions_file, half)
+    if bot.router is not None and half == "calibration":
+        # the cascade sees what the conversation layer lets through: calibrate on that traffic, in its
+        # natural mix -- bank paraphrases as in-scope, and whatever off-domain or small talk reaches the
+        # cascade, plus in-domain questions only a person can answer, as never-correct
+        from .router import eval_rows
+
+        paraphrases = eval_rows("bank_paraphrases", "expected", half)
+        questions = questions + [(t, e) for t, e in paraphrases if not e.startswith("kb:") and e != "handoff"]
+        kb = kb + [(t, e[3:]) for t, e in paraphrases if e.startswith("kb:")]
+        others = oos + [t for t, _ in eval_rows("off_domain", "domain", half)] + \
+            [t for t, _ in eval_rows("small_talk", "act", half)]
+        routes = bot.router.routes(bot.embed(others)) if others else []
+        oos = [t for t, r in zip(others, routes) if r.is_bank] + \
+            [t for t, _ in eval_rows("bank_unanswerable", None, half)]
+        oos_share = len(oos) / (len(oos) + len(questions) + len(kb))
+    th = calibrate(bot, target=target, questions=questions, oos=oos, kb=kb, oos_share=oos_share)
     th.calibrated_for = bundle_identity(bot.intent_predictor)
     th.save(Path(bot_dir) / "thresholds.json")
     return th
@@ -146,22 +162,27 @@ def build_router(bot_dir: str | Path, encoder, *, bank_file=INTENT_TRAIN, half: 
     from .datasets import labelled_questions
     from .knowledge import load_documents
     from .retrieval import chunk_input
-    from .router import Router, calibrate_router, eval_rows
+    from .router import BANK_TRAIN, Router, calibrate_router, eval_rows, read_labelled
 
     def embed(texts):
         return l2_normalize(np.asarray(encoder.predict_raw(list(texts), batch_size=64), dtype=np.float32))
 
     config = BotConfig.load(bot_dir)
     bank = [q for q, _ in labelled_questions(bank_file)]
-    bank += [chunk_input(c) for d in load_documents(resolve(bot_dir, config.kb_dir)) for c in d.chunks]
-    router = Router.build(embed, bank)
+    if BANK_TRAIN.is_file():                 # bank questions in other phrasings, written for tuneforge
+        bank += [t for t, _ in read_labelled(BANK_TRAIN, "expected")]
+    passages = [chunk_input(c) for d in load_documents(resolve(bot_dir, config.kb_dir)) for c in d.chunks]
+    router = Router.build(embed, bank, passages=passages)
     part = half or "calibration"
-    in_domain = [q for q, _ in labelled_questions(INTENT_TEST, part)] + \
-        [t for t, _ in eval_rows("bank_paraphrases", "expected", part)]
+    intent_questions = [q for q, _ in labelled_questions(INTENT_TEST, part)]
+    paraphrases = eval_rows("bank_paraphrases", "expected", part)
     router.thresholds = calibrate_router(
-        router, embed, in_domain=in_domain, small_talk=[t for t, _ in eval_rows("small_talk", "act", part)],
+        router, embed, in_domain=intent_questions + [t for t, _ in paraphrases],
+        small_talk=[t for t, _ in eval_rows("small_talk", "act", part)],
         off_domain=[t for t, _ in eval_rows("off_domain", "domain", part)],
-        unanswerable=[t for t, _ in eval_rows("bank_unanswerable", None, part)])
+        unanswerable=[t for t, _ in eval_rows("bank_unanswerable", None, part)],
+        intent_questions=intent_questions + [t for t, e in paraphrases if not e.startswith("kb:") and e != "handoff"],
+        kb_questions=[q for q, _ in kb_questions(KB_QUESTIONS, part)] + [t for t, e in paraphrases if e.startswith("kb:")])
     router.save(Path(bot_dir) / "router")
     return router
 
@@ -196,9 +217,9 @@ def build_bot(bot_dir: str | Path, intent_bundle: str | Path, *, encoder_bundle:
     calibration = dict(calibration or {})
     bank_file = calibration.pop("bank_questions_file", INTENT_TRAIN)
     with_router = calibration.pop("router", True)
-    th = calibrate_bot(bot_dir, target=target, **calibration)
     if with_router:
         progress("building the conversation router (small talk, off-topic, bank)")
         build_router(bot_dir, encoder, bank_file=bank_file, half=calibration.get("half", "calibration"))
+    th = calibrate_bot(bot_dir, target=target, **calibration)
     return {"bot_dir": str(bot_dir), "config": config.to_dict(), "index": stats.to_dict(),
             "thresholds": th.to_dict()}

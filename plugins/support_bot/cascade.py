@@ -135,7 +135,7 @@ class Cascade:
             timings["retrieval"] = (time.perf_counter() - t1) * 1000
             best = hits[0].score if hits else -1.0
             if best >= th.retrieval:
-                ans = self._from_passages(hits, best, memory, candidates)
+                ans = self.from_passages(hits, best, memory, candidates)
             elif i2 is not None and p1 + p2 >= th.clarify and p2 >= th.clarify_ratio * p1:
                 memory.pending = [i1, i2]
                 ans = Answer("clarify", self.message("_clarify", memory, option1=humanize(i1),
@@ -154,7 +154,7 @@ class Cascade:
         ans.timings_ms = {**timings, "total": (time.perf_counter() - t0) * 1000}
         return ans
 
-    def _from_passages(self, hits: list[Hit], best: float, memory: Memory, candidates) -> Answer:
+    def from_passages(self, hits: list[Hit], best: float, memory: Memory, candidates) -> Answer:
         used = [h for h in hits if h.score >= self.thresholds.retrieval][:self.max_passages]
         parts = [self.message("_retrieval", memory)]
         for h in used:

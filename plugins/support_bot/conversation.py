@@ -74,6 +74,11 @@ class Conversation:
                 answer.timings_ms["total"] = answer.timings_ms["route"]
                 return answer
         answer = self.cascade.answer(text, memory)
+        if route is not None and answer.kind != "retrieval" and route.prefers_passages > router.thresholds.kb_margin:
+            # closer to a knowledge-base passage than to anything the intent model was trained on
+            hits = self.bot.retrieve([text], self.cascade.top_k)[0]
+            if hits and hits[0].score >= self.cascade.thresholds.retrieval:
+                answer = self.cascade.from_passages(hits, hits[0].score, memory, answer.candidates)
         if answer.kind == "handoff" and route is not None and route.bank < router.thresholds.ood:
             answer = Answer("decline", pick(self.bot.responses, DECLINE, seed or text), route.bank,
                             candidates=answer.candidates, timings_ms=answer.timings_ms)

@@ -34,9 +34,11 @@ from tuneforge.storage import replace_dir, staging_dir, write_json
 DATA = Path(__file__).parent / "data"
 SMALL_TALK_TRAIN = DATA / "conversation" / "small_talk_train.csv"
 OFF_DOMAIN_TRAIN = DATA / "conversation" / "off_domain_train.csv"
+BANK_TRAIN = DATA / "conversation" / "bank_train.csv"
 RESPONSES = DATA / "conversation" / "responses.yaml"
 EVAL = DATA / "eval"
-BANK, OFF_TOPIC = "bank", "off_topic"
+BANK, PASSAGES, OFF_TOPIC = "bank", "kb", "off_topic"
+IN_DOMAIN = (BANK, PASSAGES)
 ACTS = ("greeting", "thanks", "goodbye", "bot_identity", "human_request", "help", "yes", "no",
         "how_are_you", "chitchat", "frustration", "meta")
 TOP = 3          # neighbours averaged per group
@@ -50,6 +52,7 @@ class RouterThresholds:
 
     margin: float = 0.05
     ood: float = 0.45
+    kb_margin: float = 0.1        # a bank question closer to a passage than to any training question by this: retrieval
     min_score: float = 0.0        # a non-bank group must also reach this similarity (nonsense resembles nothing)
     details: dict | None = None
 
@@ -65,12 +68,18 @@ class RouterThresholds:
 class Route:
     group: str           # bank | off_topic | one of ACTS
     score: float         # the chosen group's score
-    bank: float          # the bank score (open-set similarity)
+    bank: float          # the bank score (open-set similarity): max of questions and passages
     margin: float        # best non-bank score minus bank score
+    questions: float = -1.0   # similarity to the intent model's training questions
+    passages: float = -1.0    # similarity to the knowledge-base passages
 
     @property
     def is_bank(self) -> bool:
         return self.group == BANK
+
+    @property
+    def prefers_passages(self) -> float:
+        return self.passages - self.questions
 
 
 def read_labelled(path: Path, column: str) -> list[tuple[str, str]]:
@@ -117,11 +126,13 @@ class Router:
         self.thresholds = thresholds or RouterThresholds()
 
     @classmethod
-    def build(cls, embed: Embedder, bank_texts: list[str], *, small_talk=None, off_domain=None) -> "Router":
+    def build(cls, embed: Embedder, bank_texts: list[str], *, passages: list[str] = (), small_talk=None,
+              off_domain=None) -> "Router":
         small_talk = read_labelled(SMALL_TALK_TRAIN, "act") if small_talk is None else small_talk
         off_domain = read_labelled(OFF_DOMAIN_TRAIN, "domain") if off_domain is None else off_domain
-        texts = list(bank_texts) + [t for t, _ in small_talk] + [t for t, _ in off_domain]
-        groups = [BANK] * len(bank_texts) + [a for _, a in small_talk] + [OFF_TOPIC] * len(off_domain)
+        texts = list(bank_texts) + list(passages) + [t for t, _ in small_talk] + [t for t, _ in off_domain]
+        groups = [BANK] * len(bank_texts) + [PASSAGES] * len(passages) + [a for _, a in small_talk] \
+            + [OFF_TOPIC] * len(off_domain)
         unknown = {a for _, a in small_talk} - set(ACTS)
         if unknown:
             raise ConfigError(f"small-talk acts {sorted(unknown)} are not known", hint=f"use {', '.join(ACTS)}")
@@ -140,16 +151,19 @@ class Router:
     def routes(self, vectors: np.ndarray, thresholds: RouterThresholds | None = None) -> list[Route]:
         th = thresholds or self.thresholds
         scores, names = self.group_scores(vectors)
-        bank_col = names.index(BANK)
+        cols = [names.index(g) for g in IN_DOMAIN if g in names]
+        q_col = names.index(BANK)
+        kb_col = names.index(PASSAGES) if PASSAGES in names else None
         out = []
         for row in scores:
-            bank = float(row[bank_col])
+            bank = float(row[cols].max())
             other = row.copy()
-            other[bank_col] = -np.inf
+            other[cols] = -np.inf
             best = int(np.argmax(other))
             margin = float(other[best]) - bank
             group = names[best] if margin > th.margin and other[best] >= th.min_score else BANK
-            out.append(Route(group, float(row[names.index(group)]), bank, margin))
+            out.append(Route(group, bank if group == BANK else float(row[best]), bank, margin,
+                             questions=float(row[q_col]), passages=float(row[kb_col]) if kb_col is not None else -1.0))
         return out
 
     # -- a folder beside the bot ----------------------------------------------------------
@@ -170,7 +184,8 @@ class Router:
 
 
 def calibrate_router(router: Router, embed: Embedder, *, in_domain: list[str], small_talk: list[str],
-                     off_domain: list[str], unanswerable: list[str], max_diverted: float = 0.01) -> RouterThresholds:
+                     off_domain: list[str], unanswerable: list[str], max_diverted: float = 0.01,
+                     intent_questions: list[str] = (), kb_questions: list[str] = ()) -> RouterThresholds:
     """Thresholds from calibration data only.
 
     ``margin``: the smallest margin that diverts at most ``max_diverted`` of in-domain questions
@@ -190,16 +205,25 @@ def calibrate_router(router: Router, embed: Embedder, *, in_domain: list[str], s
     talk = list(small_talk) + list(off_domain)
     if talk:   # the similarity 98 % of real small talk / off-topic requests reach to their nearest group
         scores, names = router.group_scores(embed(talk))
-        scores[:, names.index(BANK)] = -np.inf
+        scores[:, [names.index(g) for g in IN_DOMAIN if g in names]] = -np.inf
         th.min_score = round(float(np.quantile(scores.max(axis=1), 0.02)), 4)
     b_bank = banks(list(in_domain) + list(unanswerable))
     ood = float(np.quantile(b_bank, 0.02)) if len(b_bank) else 0.45
     th.ood = round(ood, 4)
+    if intent_questions and kb_questions:
+        # the passage-vs-question preference that moves at most 1 % of intent questions off their templates
+        pref = np.array([r.prefers_passages for r in router.routes(embed(list(intent_questions)), th)])
+        th.kb_margin = round(float(np.quantile(pref, 0.99)), 4)
+        kb_pref = np.array([r.prefers_passages for r in router.routes(embed(list(kb_questions)), th)])
+        kb_share = float(np.mean(kb_pref > th.kb_margin))
+    else:
+        kb_share = None
     diverted = lambda texts: float(np.mean([not r.is_bank for r in router.routes(embed(texts), th)]))  # noqa: E731
     th.details = {"in_domain_diverted": round(diverted(in_domain), 4) if in_domain else None,
                   "small_talk_caught": round(diverted(small_talk), 4) if small_talk else None,
                   "off_domain_caught": round(diverted(off_domain), 4) if off_domain else None,
                   "off_domain_under_ood": round(float(np.mean(banks(off_domain) < th.ood)), 4) if off_domain else None,
+                  "kb_questions_to_passages": None if kb_share is None else round(kb_share, 4),
                   "calibrated_on": {"in_domain": len(in_domain), "small_talk": len(small_talk),
                                     "off_domain": len(off_domain), "unanswerable": len(unanswerable)}}
     return th
