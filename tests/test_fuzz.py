@@ -63,3 +63,27 @@ def test_fuzz_bundle_server(bundle_schema):
 
 def test_fuzz_finance_monitor(monitor_schema):
     assert {"POST /v1/events", "GET /v1/alerts", "GET /v1/status"} <= set(fuzz(monitor_schema))
+
+
+@pytest.fixture(scope="module")
+def bot_schema(tiny_bot, tmp_path_factory):
+    import shutil
+
+    project = tmp_path_factory.mktemp("fuzz-bot") / "project"
+    shutil.copytree(tiny_bot.parent, project, ignore=shutil.ignore_patterns("runs", "bot.sqlite*"))
+    app = build_server("support-bot", app_path=str(project / "bot"), token=TOKEN)
+    return schemathesis.openapi.from_asgi("/openapi.json", app)
+
+
+@pytest.fixture(scope="module")
+def recommender_schema(tiny_recommender):
+    app = build_server("recommender", app_path=str(tiny_recommender[0]), token=TOKEN)
+    return schemathesis.openapi.from_asgi("/openapi.json", app)
+
+
+def test_fuzz_support_bot(bot_schema):
+    assert {"POST /v1/chat", "POST /v1/feedback"} <= set(fuzz(bot_schema))
+
+
+def test_fuzz_recommender(recommender_schema):
+    assert {"POST /v1/recommend", "POST /v1/score"} <= set(fuzz(recommender_schema))

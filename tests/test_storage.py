@@ -1,0 +1,77 @@
+"""core.storage: atomic writes, staged folders, SQLite stores (WAL, migrations, 0600), TOML errors."""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+
+import pytest
+
+from tuneforge.errors import ConfigError
+from tuneforge.storage import atomic_write, open_sqlite, read_toml, replace_dir, staging_dir, write_json
+
+
+def test_sqlite_store_is_private_uses_wal_and_migrates_in_place(tmp_path):
+    path = tmp_path / "s.sqlite"
+    db = open_sqlite(path, ["CREATE TABLE a (x INTEGER);"])
+    db.execute("INSERT INTO a VALUES (1)")
+    db.commit()
+    db.close()
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    db = open_sqlite(path, ["CREATE TABLE a (x INTEGER);", "ALTER TABLE a ADD COLUMN y TEXT;"])
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert [tuple(r) for r in db.execute("SELECT x, y FROM a")] == [(1, None)]   # data kept
+    db.close()
+    with pytest.raises(ConfigError, match="newer than this tuneforge"):
+        open_sqlite(path, ["CREATE TABLE a (x INTEGER);"])
+
+
+def test_support_bot_store_file_is_0600(tmp_path):
+    from tuneforge.plugins.support_bot.store import Store
+
+    store = Store(tmp_path / "bot.sqlite")
+    store.add_turn(store.new_session(), "hi", "hello", "smalltalk", None, 1.0)
+    store.close()
+    for name in os.listdir(tmp_path):
+        assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == 0o600, name
+
+
+def test_concurrent_atomic_writers_never_collide_or_leave_temp_files(tmp_path):
+    target = tmp_path / "out.json"
+    errors = []
+
+    def writer(i):
+        try:
+            for j in range(30):
+                write_json(target, {"writer": i, "n": j})
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and sorted(os.listdir(tmp_path)) == ["out.json"]
+    assert '"n": 29' in target.read_text()
+    atomic_write(tmp_path / "raw.bin", b"\x00\x01", mode=0o600)
+    assert stat.S_IMODE(os.stat(tmp_path / "raw.bin").st_mode) == 0o600
+
+
+def test_replace_dir_swaps_a_staged_folder_in(tmp_path):
+    target = tmp_path / "index"
+    for generation in ("one", "two"):
+        staged = staging_dir(target)
+        (staged / "gen.txt").write_text(generation)
+        replace_dir(staged, target)
+    assert (target / "gen.txt").read_text() == "two" and sorted(os.listdir(tmp_path)) == ["index"]
+
+
+def test_read_toml_names_file_and_line(tmp_path):
+    (tmp_path / "c.toml").write_text("[a]\nx = 1\ny = oops\n")
+    with pytest.raises(ConfigError, match=r"c\.toml: invalid TOML: .*line 3"):
+        read_toml(tmp_path / "c.toml")
+    with pytest.raises(ConfigError, match="no such file"):
+        read_toml(tmp_path / "missing.toml")
