@@ -2,7 +2,8 @@
 
 Stdlib only.  ``python3 stats.py`` prints the Markdown tables pasted into README.md;
 ``python3 stats.py --check`` also verifies labels, duplicates and overlap (exit status 1 on a problem);
-``--near`` adds the slower near-copy check against BANKING77 (token-set Jaccard >= 0.8).
+``--near`` adds the slower near-copy checks (token-set Jaccard >= 0.8) against BANKING77, and of
+bank_train.csv against the evaluation rows.
 """
 from __future__ import annotations
 
@@ -55,6 +56,18 @@ def count_table(title: str, data: list[dict[str, str]], col: str) -> str:
     return "\n".join(out)
 
 
+def bank_train_table(data: list[dict[str, str]]) -> str:
+    counts = Counter(r["expected"] for r in data)
+    out = [f"**conversation/bank_train.csv by expected answer** ({len(data)} rows)", ""]
+    for k in ("intent", "kb"):
+        n = {e: c for e, c in counts.items() if kind(e) == k}
+        out.append(f"* {k}: {sum(n.values())} rows, {len(n)} distinct, {min(n.values())}-{max(n.values())} rows each"
+                   if n else f"* {k}: 0 rows")
+    out += ["", "| expected | rows |", "|---|---:|"]
+    out += [f"| {g} | {n} |" for g, n in sorted(counts.items(), key=lambda x: (kind(x[0]), x[0].lower()))]
+    return "\n".join(out)
+
+
 def tables() -> str:
     bank = rows(EVAL / "bank_paraphrases.csv")
     parts = [
@@ -66,6 +79,7 @@ def tables() -> str:
         split_table("eval/bank_unanswerable.csv", rows(EVAL / "bank_unanswerable.csv"), lambda r: "handoff"),
         count_table("conversation/small_talk_train.csv by act", rows(CONV / "small_talk_train.csv"), "act"),
         count_table("conversation/off_domain_train.csv by domain", rows(CONV / "off_domain_train.csv"), "domain"),
+        bank_train_table(rows(CONV / "bank_train.csv")),
     ]
     n_intents = len({r["expected"] for r in bank if kind(r["expected"]) == "intent"})
     parts.append(f"bank_paraphrases.csv covers {n_intents} distinct BANKING77 intents.")
@@ -80,6 +94,7 @@ def check(near: bool = False) -> list[str]:
         "eval/off_domain.csv": ("domain", True), "eval/small_talk.csv": ("act", True),
         "eval/bank_paraphrases.csv": ("expected", True), "eval/bank_unanswerable.csv": (None, True),
         "conversation/small_talk_train.csv": ("act", False), "conversation/off_domain_train.csv": ("domain", False),
+        "conversation/bank_train.csv": ("expected", False),
     }
     seen: dict[str, str] = {}
     handoff = {norm(r["text"]): r["split"] for r in rows(EVAL / "bank_paraphrases.csv") if r["expected"] == "handoff"}
@@ -112,6 +127,13 @@ def check(near: bool = False) -> list[str]:
         if key in reference or key in bundled:
             problems.append(f"{name}: {key!r} is a {reference.get(key) or bundled[key]} sentence")
     if near:
+        train_names = {n for n, (_, has_split) in files.items() if not has_split}
+        eval_sets = [(set(k.split()), k) for k, n in seen.items() if n not in train_names]
+        for key, name in seen.items():
+            a = set(key.split())
+            if name == "conversation/bank_train.csv" and len(a) >= 3:
+                problems += [f"{name}: {key!r} nearly copies eval row {k!r}"
+                             for b, k in eval_sets if len(a & b) / len(a | b) >= 0.8]
         ref_sets = [(set(k.split()), k) for k in reference if len(k.split()) >= 4]
         for key, name in seen.items():
             a = set(key.split())
