@@ -103,17 +103,17 @@ def _chat_and_feedback(client):
     # another customer's session cannot read or rewrite this turn; sequential ids are not accepted at all
     stolen = client.post("/v1/feedback", json={"session_id": other_session, "turn": turn, "verdict": "right"},
                          headers=auth)
-    assert stolen.status_code == 422 and "no such turn in this session" in stolen.json()["error"]["message"]
+    assert stolen.status_code == 404 and "no such turn in this session" in stolen.json()["error"]["message"]
     for bad_body in ({"turn_id": 1, "verdict": "right"}, {"session_id": session, "turn": 10 ** 21, "verdict": "right"},
                      {"session_id": session, "turn": True, "verdict": "right"}, {"ticket_id": 1, "intent": "x"}):
         answer = client.post("/v1/feedback", json=bad_body, headers=auth)
         assert answer.status_code == 422 and answer.json()["error"]["type"] == "invalid_request", bad_body
     invented = client.post("/v1/chat", json={"message": "hi", "session_id": "4111111111111111abcdefgh"}, headers=auth)
-    assert invented.status_code == 422 and "unknown session_id" in invented.json()["error"]["message"]
+    assert invented.status_code == 404 and "unknown session_id" in invented.json()["error"]["message"]
 
     bad = client.post("/v1/feedback", json={"session_id": session, "turn": turn, "verdict": "wrong", "intent": "nope"},
                       headers=auth)
-    assert bad.status_code == 422 and "unknown intent 'nope'" in bad.json()["error"]["message"]
+    assert bad.status_code == 422 and "intent" in bad.json()["error"]["message"]
     assert client.post("/v1/chat", json={"message": ""}, headers=auth).status_code == 422
     assert client.post("/v1/chat", json={"text": "hi"}, headers=auth).status_code == 422
     metrics = client.get("/metrics", headers=auth).text

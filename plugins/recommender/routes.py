@@ -13,11 +13,19 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from .service import MAX_TASTE_CHARS, Recommender
+from tuneforge.serve import APIError
+
+from .service import MAX_TASTE_CHARS, Recommender, UnknownUser
 
 
 class RecommendRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """A known ``user`` or a free-text ``taste``: exactly one of them."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "oneOf": [{"required": ["user"], "properties": {"user": {"not": {"type": "null"}}},
+                   "not": {"required": ["taste"]}},
+                  {"required": ["taste"], "properties": {"taste": {"type": "string", "pattern": "\\S"}},
+                   "not": {"required": ["user"]}}]})
     user: str | int | None = None
     taste: str | None = Field(default=None, max_length=MAX_TASTE_CHARS)
     k: int = Field(default=10, ge=1, le=1000)
@@ -33,18 +41,24 @@ class ScoreRequest(BaseModel):
 def make_router(recommender: Recommender, on_recommend=None) -> APIRouter:
     router = APIRouter(tags=["recommender"])
 
-    @router.post("/v1/recommend")
+    @router.post("/v1/recommend", responses={404: {"description": "unknown user"}})
     def recommend(req: RecommendRequest):
         """Top-k unseen items for a known user, or for a taste described in free text."""
         user = None if req.user is None else str(req.user)
-        result = recommender.recommend(user, taste=req.taste, k=req.k, explain=req.explain)
+        try:
+            result = recommender.recommend(user, taste=req.taste, k=req.k, explain=req.explain)
+        except UnknownUser as exc:
+            raise APIError(404, "not_found", exc.message) from None
         if on_recommend is not None:
             on_recommend.labels(result.get("mode", "user")).inc()
         return result
 
-    @router.post("/v1/score")
+    @router.post("/v1/score", responses={404: {"description": "unknown user"}})
     def score(req: ScoreRequest):
         """Scores of the given items for a known user."""
-        return recommender.score(str(req.user), [str(i) for i in req.items])
+        try:
+            return recommender.score(str(req.user), [str(i) for i in req.items])
+        except UnknownUser as exc:
+            raise APIError(404, "not_found", exc.message) from None
 
     return router

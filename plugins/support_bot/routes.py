@@ -14,6 +14,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from tuneforge.errors import UsageError
+from tuneforge.serve import APIError
 
 from .conversation import Conversation
 from .feedback import record_feedback
@@ -32,27 +33,29 @@ class ChatRequest(BaseModel):
                                    description="From an earlier answer; omit it to start a new session.")
 
 
-class FeedbackRequest(BaseModel):
-    """Feedback on one of this session's answers: the ``session_id`` and ``turn`` it came with."""
+def feedback_model(labels: list[str]) -> type[BaseModel]:
+    """The feedback body; ``intent`` (the right intent of a wrong answer) is one of the bot's labels."""
+    from pydantic import create_model
 
-    model_config = ConfigDict(extra="forbid")
-    session_id: str = Field(pattern=SESSION)
-    turn: str = Field(pattern=REF)
-    verdict: Literal["right", "wrong"]
-    intent: str | None = Field(default=None, max_length=100)
+    intents = Literal[tuple(labels)] if labels else str
+    return create_model("FeedbackRequest", __config__=ConfigDict(extra="forbid"),
+                        session_id=(str, Field(pattern=SESSION)), turn=(str, Field(pattern=REF)),
+                        verdict=(Literal["right", "wrong"], ...), intent=(intents | None, None),
+                        __doc__="Feedback on one of this session's answers: the session_id and turn it came "
+                                "with; intent (a wrong answer's right intent) is ignored with 'right'.")
 
 
 def make_router(conversation: Conversation, labels: list[str], metrics=None) -> APIRouter:
     router = APIRouter(tags=["support-bot"])
 
-    @router.post("/v1/chat")
+    @router.post("/v1/chat", responses={404: {"description": "unknown session_id"}})
     def chat(req: ChatRequest):
         """One customer turn: the answer, its kind (template, retrieval, clarify, handoff, smalltalk,
         decline) and sources.  Keep ``session_id`` for the next turn and ``turn`` for feedback."""
         if not req.message.strip():
             raise UsageError("message is empty")
         if req.session_id is not None and not conversation.store.has_session(req.session_id):
-            raise UsageError("unknown session_id", hint="omit session_id to start a new session")
+            raise APIError(404, "not_found", "unknown session_id (omit session_id to start a new session)")
         session = req.session_id or conversation.new_session()
         ans = conversation.turn(session, req.message)
         if metrics is not None:
@@ -61,18 +64,19 @@ def make_router(conversation: Conversation, labels: list[str], metrics=None) -> 
                 "confidence": round(ans.confidence, 4), "intent": ans.intent, "sources": ans.sources,
                 "turn": ans.turn_ref, "ticket": ans.ticket_id}
 
-    @router.post("/v1/feedback")
-    def feedback(req: FeedbackRequest):
+    def feedback(req):
         """Mark one of this session's answers right or wrong (a wrong one may name the right intent).
         Labelling tickets is for operators: ``tuneforge support-bot feedback --ticket``."""
         turn = conversation.store.turn_of_session(req.turn, req.session_id)
         if turn is None:
-            raise UsageError("no such turn in this session")
+            raise APIError(404, "not_found", "no such turn in this session")
         if metrics is not None:
             metrics.feedback.labels(req.verdict).inc()
         result = record_feedback(conversation.store, labels, turn_id=turn["id"], verdict=req.verdict,
-                                 intent=req.intent)["turn"]
+                                 intent=req.intent if req.verdict == "wrong" else None)["turn"]
         return {"turn": {"turn": result["ref"], "kind": result["kind"], "intent": result["intent"],
                          "feedback": result["feedback"], "correct_intent": result["correct_intent"]}}
 
+    feedback.__annotations__["req"] = feedback_model(labels)   # the labels are known only now
+    router.post("/v1/feedback", responses={404: {"description": "no such turn in this session"}})(feedback)
     return router
