@@ -51,13 +51,17 @@ def user_text(catalogue: Catalogue, history, n: int) -> str:
 
 
 def training_pairs(catalogue: Catalogue, split: LeaveLastOut, config: TwoTowerConfig,
-                   phase: str = "train") -> list[dict]:
+                   phase: str = "train", before: float | None = None) -> list[dict]:
     """``phase`` train: (history before item j -> item j) over each user's training sequence;
-    ``val`` / ``test``: one pair per evaluated user (history -> held-out item)."""
+    ``val`` / ``test``: one pair per evaluated user (history -> held-out item).  ``before``: only
+    training events earlier than this time (the cold-start cut-off: the tower never sees the
+    cold-start items or users it is evaluated on)."""
     rows = []
     for u in range(len(split.train)):
         if phase == "train":
             seq = split.train[u]
+            if before is not None:
+                seq = seq[split.times[u] < before]
             for j in range(max(1, len(seq) - config.pairs_per_user), len(seq)):
                 rows.append({"query": user_text(catalogue, seq[:j], config.history),
                              "item": catalogue.text(int(seq[j]))})
@@ -79,15 +83,16 @@ def write_jsonl(rows: list[dict], path: Path) -> Path:
 
 
 def train_two_tower(catalogue: Catalogue, split: LeaveLastOut, config: TwoTowerConfig, work_dir: Path,
-                    *, base_model: str | None = None, progress: bool = True) -> Path:
-    """Write the pairs, train through the engine; returns the run folder."""
+                    *, base_model: str | None = None, progress: bool = True, before: float | None = None) -> Path:
+    """Write the pairs (training events before ``before`` only, if given), train through the engine;
+    returns the run folder."""
     from tuneforge.config import TrainConfig
     from tuneforge.plugin_manager import get_plugin_manager
     from tuneforge.tasks import get_task
     from tuneforge.train.driver import run_training
 
     data = Path(work_dir) / "pairs"
-    train = training_pairs(catalogue, split, config, "train")
+    train = training_pairs(catalogue, split, config, "train", before=before)
     random.Random(config.seed).shuffle(train)
     files = {name: write_jsonl(rows, data / f"{name}.jsonl") for name, rows in (
         ("train", train), ("validation", training_pairs(catalogue, split, config, "val")))}
