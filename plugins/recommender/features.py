@@ -63,6 +63,8 @@ class FeatureSpace:
                          np.log1p(np.maximum(knn_scores[sel], 0))], axis=1).astype(np.float32)
 
 
-def fit_space(item_vectors, genre_matrix, users, items, times, n_users: int) -> FeatureSpace:
-    knn = ItemKNN().fit(users, items, n_users, len(item_vectors))
+def fit_space(item_vectors, genre_matrix, users, items, times, n_users: int, knn: ItemKNN | None = None,
+              neighbours: int | None = 200) -> FeatureSpace:
+    """``knn``: an item-kNN already fitted on these interactions (else one with ``neighbours``)."""
+    knn = knn or ItemKNN(neighbours).fit(users, items, n_users, len(item_vectors))
     return FeatureSpace(item_vectors, genre_matrix, np.asarray(items), np.asarray(times), knn)
