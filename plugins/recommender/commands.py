@@ -99,7 +99,7 @@ def build(config_file, data, out, threshold, bundle, base_model, epochs, pairs_p
     if tower:
         cfg.two_tower = type(cfg.two_tower)(**{**cfg.two_tower.to_dict(), **tower})
     folder, report = build_recommender(cfg, progress=lambda s: click.echo(s, err=True))
-    click.echo(report.table())
+    click.echo(report.markdown())
     click.echo(f"recommender ready: {folder}  (seed {report.seed}, {report.wall_s:.0f} s)")
 
 
@@ -107,7 +107,8 @@ def build(config_file, data, out, threshold, bundle, base_model, epochs, pairs_p
 @model_dir_option
 @click.option("--json", "as_json", is_flag=True)
 def evaluate(model_dir, as_json):
-    """Print the evaluation table saved when the folder was built."""
+    """Print every evaluation table saved when the folder was built (warm, cold-start items and users),
+    with the seed and the build wall time."""
     from pathlib import Path
 
     from tuneforge.errors import UsageError
