@@ -108,3 +108,22 @@ def test_cold_start_split_on_a_hand_made_timeline():
     assert item_ranks(cases, np.zeros((1, 5)), np.array([1, 2, 3, 4])) == [1]   # 3 ties -> (3-1)//2
     scores = np.array([[9.0, 1.0, 2.0, 0.0, 0.0]])
     assert user_ranks(cases, scores) == [0]                                       # item 0 is history
+
+
+def test_source_ranks_share_ties_and_flag_exactly_k_unseen_items():
+    from tuneforge.plugins.recommender.ranker import _Ranking
+
+    r = _Ranking(np.array([0.9, 0.5, 0.5, 0.1, 2.0]), np.array([4]), k=2)   # item 4 is seen
+    assert r.ranks(np.arange(4)).tolist() == [0, 1, 1, 3]                      # ties share a rank
+    assert r.top.sum() == 2 and r.top[0] and not r.top[4] and r.top[1] != r.top[2]
+
+
+def test_earlier_pseudo_phase_never_uses_validation_or_test_items():
+    from tuneforge.plugins.recommender.split import LeaveLastOut
+
+    split = LeaveLastOut([np.array([1, 2, 3]), np.array([5])], [np.array([10, 20, 30]), np.array([7])],
+                         np.array([4, -1]), np.array([6, -1]), np.array([40, 0]), np.array([50, 0]))
+    e = split.earlier(1)
+    assert e.train[0].tolist() == [1, 2] and e.val[0] == 3 and e.eval_users.tolist() == [0]
+    assert e.history(0, "val").tolist() == [1, 2] and e.train[1].tolist() == []
+    assert split.earlier(2).val[0] == 2 and split.earlier(3).val[0] == -1   # no history left: not a case

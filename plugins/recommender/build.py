@@ -1,8 +1,9 @@
 """Build a recommender folder end to end, evaluating every model on the way.
 
-data folder -> positives (threshold) -> leave-last-out -> two-tower (engine train +
-export, or a given bundle) -> item vectors + FAISS index -> blend fitted on validation
--> test-phase table (baselines in the same run) -> serving folder:
+data folder -> positives (threshold) -> leave-last-out + cold-start cut-off -> EASE lambda /
+item-kNN neighbours on validation -> baselines -> two-tower (engine train on pre-cut-off pairs
++ export, or a given bundle) -> item vectors + FAISS index -> blend and LightGBM ranker fitted
+on validation -> test-phase table -> cold-start table -> serving folder:
 
 ``recommender.json`` (settings, blend, bundle), ``items.jsonl``, ``item_vectors.npy``,
 ``index.faiss``, ``space.npz`` + ``knn.npz`` + ``ease.npy`` (features over *all* positives),

@@ -77,7 +77,8 @@ def group():
 @click.option("--epochs", type=float, help="Two-tower epochs [default 1].")
 @click.option("--pairs-per-user", type=int, help="Training targets per user [default 6].")
 @click.option("--history", type=int, help="Items in the user text [default 5].")
-@click.option("--no-baselines", is_flag=True, help="Skip popularity / item-kNN / BPR in the table.")
+@click.option("--no-baselines", is_flag=True, help="Skip popularity / BPR / ALS in the table (EASE and item-kNN "
+              "are fitted anyway: the ranker uses them).")
 @click.option("--seed", type=int, help="[default 42]")
 def build(config_file, data, out, threshold, bundle, base_model, epochs, pairs_per_user, history, no_baselines,
           seed):

@@ -70,14 +70,22 @@ class RankerConfig:
                 "verbose": -1, "lambdarank_truncation_level": 20}
 
 
-def _ranks(scores: np.ndarray, seen: np.ndarray) -> np.ndarray:
-    """0-based rank of every item among the unseen ones (seen items rank last)."""
-    s = scores.astype(np.float32, copy=True)
-    s[seen] = -np.inf
-    order = np.argsort(-s, kind="stable")
-    r = np.empty(len(s), dtype=np.int64)
-    r[order] = np.arange(len(s))
-    return r
+class _Ranking:
+    """One source's scores for a user: the rank of any item among the unseen ones (how many unseen
+    items score strictly higher; ties share a rank, from one sort) and the top-``k`` flags."""
+
+    def __init__(self, scores: np.ndarray, seen: np.ndarray, k: int):
+        self.s = scores.astype(np.float32, copy=True)
+        self.s[seen] = -np.inf
+        self.asc = np.sort(self.s)
+        n = len(self.s)
+        self.top = np.zeros(n, dtype=bool)       # exactly the k best unseen (ties at the edge: introselect's pick)
+        if k > 0:
+            self.top[np.argpartition(-self.s, k - 1)[:k]] = True
+        self.top[seen] = False
+
+    def ranks(self, items) -> np.ndarray:
+        return len(self.s) - np.searchsorted(self.asc, self.s[items], side="right")
 
 
 def title_years(titles) -> np.ndarray:
@@ -92,22 +100,22 @@ class Sources:
     """The candidate sources and features fitted on one set of visible interactions."""
 
     def __init__(self, ease_b: np.ndarray, space: FeatureSpace, per_source: int, years: np.ndarray | None = None):
-        self.B, self.space, self.per_source = ease_b, space, per_source
+        self.B, self.space, self.per_source = np.asarray(ease_b, dtype=np.float32), space, per_source
         self.years = years if years is not None else np.full(ease_b.shape[0], np.nan, dtype=np.float32)
 
     def ease_scores(self, history) -> np.ndarray:
         h = np.asarray(history, dtype=np.int64)
         if len(h) == 0:
             return np.zeros(self.B.shape[0], dtype=np.float32)
-        return self.B[h].sum(0, dtype=np.float32)
+        return self.B[h].sum(0)
 
     def _parts(self, user_vector, history, now, knn_scores=None):
         h = np.asarray(history, dtype=np.int64)
         base = self.space.matrix(user_vector, h, now, knn_scores=knn_scores)   # tt, pop, recent, genre, knn
         ease = self.ease_scores(h)
-        ranks = [_ranks(s, h) for s in (ease, base[:, 0], base[:, 4])]
         k = min(self.per_source, len(ease) - len(h))
-        flags = [r < k for r in ranks]
+        ranks = [_Ranking(s, h, k) for s in (ease, base[:, 0], base[:, 4])]
+        flags = [r.top for r in ranks]
         if user_vector is None:
             flags[1][:] = False                                                # no text vector: no tt source
         return h, base, ease, ranks, flags
@@ -117,7 +125,7 @@ class Sources:
         n = len(items)
         last = h[-LAST:]
         if len(h):
-            ease_last = self.B[last].sum(0, dtype=np.float32)[items]
+            ease_last = self.B[last].sum(0)[items]
             tt_last = self.space.item_vectors[items] @ self.space.item_vectors[h[-1]]
             hy = self.years[last]
             year_gap = self.years[items] - (np.nanmean(hy) if np.isfinite(hy).any() else np.nan)
@@ -125,8 +133,9 @@ class Sources:
         else:
             ease_last, tt_last = np.zeros(n, np.float32), np.zeros(n, np.float32)
             year_gap, pop_gap = np.full(n, np.nan, np.float32), np.full(n, np.nan, np.float32)
-        return np.column_stack([ease[items], np.log1p(ranks[0][items]), base[items, 0], np.log1p(ranks[1][items]),
-                                base[items, 4], np.log1p(ranks[2][items]), base[items, 1], base[items, 2],
+        return np.column_stack([ease[items], np.log1p(ranks[0].ranks(items)), base[items, 0],
+                                np.log1p(ranks[1].ranks(items)), base[items, 4], np.log1p(ranks[2].ranks(items)),
+                                base[items, 1], base[items, 2],
                                 base[items, 3], flags[0][items], flags[1][items], flags[2][items],
                                 np.full(n, np.log1p(len(h))), ease_last, tt_last, self.years[items], year_gap,
                                 pop_gap]).astype(np.float32)
@@ -145,7 +154,8 @@ class Sources:
 
 
 def as_float16(b: np.ndarray) -> np.ndarray:
-    """The ranker's EASE matrix is kept (and served) in float16: half the memory, same ranking."""
+    """The ranker's EASE matrix is stored in float16 (half the disk; the ranker is fitted on these
+    rounded values) and summed in float32 (:class:`Sources` converts it once)."""
     return b.astype(np.float16)
 
 

@@ -94,7 +94,7 @@ class Recommender:
         if "ranker" in meta and (folder / "ranker.txt").is_file():
             from .ranker import Sources, _lightgbm, title_years
 
-            rec.sources = Sources(np.load(folder / "ease.npy", mmap_mode="r"), space, int(meta["ranker"]["per_source"]),
+            rec.sources = Sources(np.load(folder / "ease.npy"), space, int(meta["ranker"]["per_source"]),
                                   title_years(catalogue.titles))
             rec.ranker = _lightgbm().Booster(model_file=str(folder / "ranker.txt"))
             rec.ranker_features = list(meta["ranker"]["features"])
