@@ -1,8 +1,11 @@
-"""Recommender benchmark: the leave-last-out table on MovieLens latest-small + serving latency.
+"""Recommender benchmark: the leave-last-out table, the cold-start table and serving latency.
 
-Rows: popularity, item-kNN, BPR-MF, two-tower (text), two-tower + blend; full-catalogue and
-sampled-100 protocols; seed and wall time.  Then the latency of ``recommend(user, k=10)`` for
-known users, warm, on this machine's CPU (p50 / p95 / p99 over ``--latency-users`` calls).
+Warm rows: popularity, item-kNN and EASE (neighbours / lambda chosen on validation), BPR-MF,
+ALS (``implicit``, if installed), two-tower (text), two-tower + blend, the LightGBM ranker;
+full-catalogue and sampled-100 protocols.  Cold-start rows: new items (ranked among the new
+items) and new users (1 or 2 interactions).  Seed and wall time.  Then the latency of
+``recommend(user, k=10)`` for known users, warm, on this machine's CPU (p50 / p95 / p99
+over ``--latency-users`` calls; the ranker re-rank included).
 
     nice -n 19 python bench/recommender_eval.py --data ../shared/data/movielens_small \\
         --out /tmp/recommender/bench                       # trains the two-tower model (slow on CPU)
@@ -20,8 +23,10 @@ import time
 from pathlib import Path
 
 
-def latency(folder: Path, users: int, k: int, threads: int | None, seed: int, embed_now: bool = False) -> dict:
-    """``embed_now``: ignore the build-time user vectors and run the user tower on every call."""
+def latency(folder: Path, users: int, k: int, threads: int | None, seed: int, embed_now: bool = False,
+            blend_only: bool = False) -> dict:
+    """``embed_now``: ignore the build-time user vectors and run the user tower on every call;
+    ``blend_only``: rank with the linear blend instead of the LightGBM ranker (its cost)."""
     import numpy as np
 
     from tuneforge.plugins.recommender.service import Recommender
@@ -29,6 +34,8 @@ def latency(folder: Path, users: int, k: int, threads: int | None, seed: int, em
     rec = Recommender.load(folder, threads=threads)
     if embed_now:
         rec.user_rows = {}
+    if blend_only:
+        rec.ranker = None
     rng = np.random.default_rng(seed)
     ids = list(rec.histories)
     chosen = [ids[i] for i in rng.choice(len(ids), size=min(users, len(ids)), replace=False)]
@@ -64,6 +71,8 @@ def main() -> None:
     ap.add_argument("--mode", default="top-k")
     ap.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: all CPUs)")
     ap.add_argument("--latency-users", type=int, default=300)
+    ap.add_argument("--frozen", action="store_true", help="also score cold start with the frozen base MiniLM")
+    ap.add_argument("--cold-fraction", type=float, default=0.1)
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -75,28 +84,35 @@ def main() -> None:
     cfg = BuildConfig(data=args.data, out=args.out, threshold=args.threshold, bundle=args.bundle, seed=args.seed,
                       two_tower=TwoTowerConfig(epochs=args.epochs, pairs_per_user=args.pairs_per_user,
                                                history=args.history, mode=args.mode, seed=args.seed),
-                      threads=args.threads)
+                      threads=args.threads, frozen_base_row=args.frozen, cold_fraction=args.cold_fraction)
     folder, report = build_recommender(cfg, progress=lambda s: print(f"[{time.perf_counter() - t0:7.1f}s] {s}",
                                                                      flush=True))
-    rows = {r.model: r for r in report.rows}
-    pop, knn, blend = (rows[m].full["hr@10"] for m in ("popularity", "item-kNN", "two-tower + blend"))
+    rows = {r.model.split(" (")[0]: r for r in report.rows}
+    ease, ranker, blend = (rows[m].full for m in ("EASE", "ranker", "two-tower + blend"))
     lat = latency(folder, args.latency_users, 10, args.threads, args.seed)
     lat_now = latency(folder, args.latency_users, 10, args.threads, args.seed, embed_now=True)
+    lat_blend = latency(folder, args.latency_users, 10, args.threads, args.seed, blend_only=True)
     print()
-    print(f"MovieLens latest-small, leave-last-out (threshold {args.threshold}), {report.users} users, "
-          f"{report.items} items, seed {report.seed}, build wall time {report.wall_s:.0f} s")
-    print(report.table())
-    print(f"\nblend vs popularity: {blend / pop:.2f}x HR@10 (target >= 1.30); vs item-kNN: {blend / knn:.2f}x "
-          f"(target >= 1.00)")
-    print(f"blend weights: {json.dumps(report.settings['blend']['weights'])}")
+    print(f"{args.data}, threshold {args.threshold}")
+    print(report.markdown())
+    print(f"\nranker vs EASE: HR@10 {ranker['hr@10'] / ease['hr@10']:.2f}x, NDCG@10 "
+          f"{ranker['ndcg@10'] / ease['ndcg@10']:.2f}x (target >= 1.2x both); blend vs EASE: HR@10 "
+          f"{blend['hr@10'] / ease['hr@10']:.2f}x")
+    s = report.settings
+    print(f"validation: {json.dumps(s['validation'])}")
+    print(f"ranker: {json.dumps({k: v for k, v in s['ranker'].items() if k != 'config'})}")
+    print(f"blend weights: {json.dumps(s['blend']['weights'])}")
     print(f"latency recommend(user, k=10), warm, {lat['calls']} known users, {lat['items']} items, "
           f"{lat['variant']} on {lat['threads']} CPU threads: p50 {lat['p50_ms']} ms, p95 {lat['p95_ms']} ms, "
           f"p99 {lat['p99_ms']} ms (target p95 <= 30 ms); taste queries {lat['taste_mean_ms']} ms mean")
     print(f"  with the user tower run on every call (history re-embedded): p50 {lat_now['p50_ms']} ms, "
           f"p95 {lat_now['p95_ms']} ms, p99 {lat_now['p99_ms']} ms")
+    print(f"  the linear blend instead of the ranker: p50 {lat_blend['p50_ms']} ms, p95 {lat_blend['p95_ms']} ms, "
+          f"p99 {lat_blend['p99_ms']} ms")
     if args.json:
         Path(args.json).write_text(json.dumps({"report": report.to_dict(), "latency": lat,
-                                                 "latency_embed_now": lat_now}, indent=2))
+                                                 "latency_embed_now": lat_now,
+                                                 "latency_blend_only": lat_blend}, indent=2))
 
 
 if __name__ == "__main__":

@@ -12,33 +12,97 @@ import pytest
 from click.testing import CliRunner
 
 from tuneforge.plugins.recommender import TEMPLATES
+from tuneforge.plugins.recommender.baselines import ALS
+from tuneforge.plugins.recommender.build import BuildConfig, build_recommender
+from tuneforge.plugins.recommender.features import FEATURES
+from tuneforge.plugins.recommender.ranker import RANKER_FEATURES
+from tuneforge.plugins.recommender.service import Recommender
+from tuneforge.plugins.recommender.twotower import TwoTowerConfig
 
 TEMPLATE = TEMPLATES / "recommender"
-from tuneforge.plugins.recommender.build import BuildConfig
-from tuneforge.plugins.recommender.service import Recommender
 
-SAMPLE = TEMPLATE / "data"
+
+
+GENRES = {"Action": ("Fist", "Chase", "Blast"), "Comedy": ("Laugh", "Prank", "Giggle"),
+          "Drama": ("Tears", "Letters", "Winter"), "Horror": ("Crypt", "Shadow", "Scream"),
+          "Romance": ("Kiss", "Heart", "Rose"), "Sci-Fi": ("Orbit", "Robot", "Star")}
+
+
+def write_synthetic(folder, seed=0):
+    """60 films in 6 genres (titles carry genre words); i051-i060 appear only late. 40 users (u01-u40)
+    like one genre each from t=0, and new films after t=8000; 10 users (u41-u50) join after t=8000."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    names = list(GENRES)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "items.csv", "w") as f:
+        f.write("item,title,genres\n")
+        for i in range(60):
+            g = names[i % 6]
+            f.write(f"i{i + 1:03d},{GENRES[g][i % 3]} of the {GENRES[g][(i + 1) % 3]} {i} ({1980 + i}),{g}\n")
+
+    def pick(fav, new):
+        pool = range(50, 60) if new else range(50)
+        genre = fav if rng.random() < 0.8 else int(rng.integers(6))
+        item = int(rng.choice([i for i in pool if i % 6 == genre]))
+        return item, (5 if genre == fav else int(rng.choice([2, 4])))
+
+    rows = []
+    for u in range(50):
+        fav, late = u % 6, u >= 40
+        plan = [(8000, 9000, True)] * 6 if late else [(0, 7000, False)] * 14 + [(8000, 9000, True)] * 2
+        for lo, hi, new in plan:
+            item, rating = pick(fav, new and (not late or rng.random() < 0.5))
+            rows.append((int(rng.integers(lo, hi)), f"u{u + 1:02d}", f"i{item + 1:03d}", rating))
+    with open(folder / "interactions.csv", "w") as f:
+        f.write("user,item,rating,timestamp\n")
+        for t, u, i, r in sorted(rows):
+            f.write(f"{u},{i},{r},{t}\n")
+    return folder
 
 
 @pytest.fixture(scope="module")
-def built(tiny_recommender):
-    """``(folder, report)``: built once per session (tests/conftest.py)."""
-    return tiny_recommender
+def built(tiny_encoder_dir, tmp_path_factory):
+    data = write_synthetic(tmp_path_factory.mktemp("synthetic"))
+    out = tmp_path_factory.mktemp("rec") / "recommender"
+    cfg = BuildConfig(data=str(data), out=str(out), base_model=tiny_encoder_dir, cold_fraction=0.25,
+                      two_tower=TwoTowerConfig(pairs_per_user=5, batch_size=16, max_length=32), threads=1)
+    folder, report = build_recommender(cfg, progress=lambda s: None)
+    return folder, report
 
 
 def test_build_writes_folder_and_table(built):
     folder, report = built
     for name in ("recommender.json", "items.jsonl", "item_vectors.npy", "index.faiss", "space.npz", "knn.npz",
-                 "histories.json", "eval.json", "eval.md"):
+                 "ease.npy", "ranker.txt", "histories.json", "eval.json", "eval.md"):
         assert (folder / name).is_file(), name
+    s = report.settings
     names = [r.model for r in report.rows]
-    assert names == ["popularity", "item-kNN", "BPR-MF", "two-tower (text)", "two-tower + blend"]
+    expected = ["popularity", f"item-kNN ({s['knn_neighbours']} neighbours)", f"EASE (lambda {s['ease_lambda']:g})",
+                "BPR-MF"] + (["ALS (implicit)"] if ALS.available() else []) + [
+                "two-tower (text)", "two-tower + blend", "ranker (LightGBM lambdarank)"]
+    assert names == expected
     for r in report.rows:
         assert 0 <= r.full["hr@10"] <= 1 and r.full["users"] == report.users > 0
         assert r.sampled["hr@10"] >= r.full["hr@10"] - 1e-9  # 99 negatives is easier than the catalogue
+    # hyper-parameters were chosen on validation: the chosen value is the best one tried
+    ease_log = s["validation"]["ease_lambda"]
+    assert ease_log[str(float(s["ease_lambda"]))] == max(ease_log.values())
+    assert s["ranker"]["rounds"] >= 1 and 0 < s["ranker"]["test_candidate_recall"] <= 1
+    # the synthetic users like one genre each: every collaborative model beats popularity here
+    full = {r.model.split(" (")[0]: r.full["hr@10"] for r in report.rows}
+    assert full["EASE"] > full["popularity"] and full["ranker"] > full["popularity"]
+    protocols = {c["protocol"] for c in report.cold}
+    assert protocols == {"cold items", "cold users (1 item)", "cold users (2 items)"}
+    for c in report.cold:
+        assert 0 <= c["hr@10"] <= 1 and c["users"] > 0
     meta = json.loads((folder / "recommender.json").read_text())
     assert meta["blend"]["features"] == ["tt", "pop", "recent", "genre", "knn"]
-    assert "| two-tower + blend |" in (folder / "eval.md").read_text()
+    assert meta["ranker"]["features"] == list(RANKER_FEATURES)
+    md = (folder / "eval.md").read_text()
+    assert "| ranker (LightGBM lambdarank) |" in md and "| cold items | genre affinity |" in md
+    assert f"seed {report.seed}" in md and "build wall time" in md
 
 
 def test_recommend_known_user_filters_seen_and_explains(built):
@@ -48,10 +112,17 @@ def test_recommend_known_user_filters_seen_and_explains(built):
     out = rec.recommend("u01", k=5)
     items = [r["item"] for r in out["recommendations"]]
     assert len(items) == 5 and not set(items) & seen
-    assert out["mode"] == "history" and out["history_size"] == len(seen)
+    assert out["mode"] == "history" and out["ranked_by"] == "ranker" and out["history_size"] == len(seen)
     first = out["recommendations"][0]
     assert first["because"] and first["because"][0]["item"] in seen
-    assert set(first["features"]) == {"tt", "pop", "recent", "genre", "knn"}
+    assert list(first["features"]) == list(RANKER_FEATURES)
+    # /v1/score gives the same ranker scores as the ranking
+    scored = rec.score("u01", items[:2])["scores"]
+    assert [s["score"] for s in scored] == pytest.approx([r["score"] for r in out["recommendations"][:2]], abs=1e-3)
+    # a folder without the ranker (built before it) still ranks with the blend
+    rec.ranker = None
+    old = rec.recommend("u01", k=5)
+    assert old["ranked_by"] == "blend" and set(old["recommendations"][0]["features"]) == set(FEATURES)
     assert [r["score"] for r in out["recommendations"]] == sorted(
         (r["score"] for r in out["recommendations"]), reverse=True)
 
@@ -87,6 +158,7 @@ def test_cli_recommend(built):
     assert res.exit_code == 2 and "exactly one of --user" in res.output
     res = runner.invoke(cli, ["recommender", "eval", "--model-dir", str(built[0])])
     assert res.exit_code == 0 and "two-tower + blend" in res.output
+    assert "ranker (LightGBM lambdarank)" in res.output and "| cold users (2 items) |" in res.output
 
 
 def test_http_recommend_and_score(built):

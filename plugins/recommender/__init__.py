@@ -1,20 +1,23 @@
-"""Recommender: text-based candidate retrieval and ranking, evaluated against real baselines.
+"""Recommender: text-based and collaborative candidates, a learned ranker, real baselines.
 
 A two-tower text model (user = titles of the last N liked items, item = its text) trained
-by the engine with in-batch negatives, exported to ONNX, item vectors in FAISS; a linear
-blend of two-tower similarity, popularity, recency, genre affinity and item-kNN
-co-occurrence learned on validation; leave-last-out evaluation against popularity,
-item-kNN and BPR.  This module is the plugin (entry point ``recommender``) and stays
-import-light.
+by the engine with in-batch negatives, exported to ONNX, item vectors in FAISS; EASE and
+item-kNN as further candidate sources; a LightGBM lambdarank ranker over their union
+fitted on validation (a linear blend for taste queries); leave-last-out evaluation against
+popularity, item-kNN, EASE, BPR and ALS, and a cold-start table (new items, new users).
+This module is the plugin (entry point ``recommender``) and stays import-light.
 
 ==============  ================================================================
-``data``        interactions + catalogue (CSV/JSONL, MovieLens folders), thresholds
-``split``       leave-last-out per user by timestamp
+``data``        interactions + catalogue (CSV/JSONL, layout detection), thresholds
+``movielens``   MovieLens 100k (u.data / u.item) and 1M / 10M (.dat) readers
+``split``       leave-last-out per user by timestamp (+ earlier pseudo-validation phases)
 ``metrics``     HR@K, NDCG@K, MRR; sampled negatives
-``baselines``   popularity, item-kNN, BPR-MF (numpy)
-``twotower``    pairs for the engine, training, export, the runtime encoder
+``baselines``   popularity, item-kNN, EASE, BPR-MF (numpy), ALS (``implicit``, optional)
+``twotower``    pairs for the engine, training, export, the runtime encoder, the frozen base
 ``features`` / ``blend``   ranking features, the learned linear blend
-``evaluate`` / ``build``   the evaluation table; the serving folder
+``ranker``      candidates (EASE + two-tower + item-kNN), features, LightGBM lambdarank
+``coldstart`` / ``coldstart_eval``   the time cut-off, new items / new users, their table
+``evaluate`` / ``build``   validation grids, the evaluation table; the serving folder
 ``service``     load a folder, recommend / score / explain (no torch)
 ``routes`` / ``commands``  HTTP and CLI
 ==============  ================================================================

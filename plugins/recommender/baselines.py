@@ -1,4 +1,5 @@
-"""Baselines in numpy (+ scipy.sparse): popularity, item-kNN co-occurrence, BPR matrix factorisation.
+"""Baselines in numpy (+ scipy.sparse): popularity, item-kNN co-occurrence, EASE, BPR matrix
+factorisation, and ALS from the ``implicit`` package when it is installed.
 
 Each has ``fit(users, items, n_users, n_items)`` on coded positive interactions and
 ``scores(user_indices, histories)`` -> a dense ``[len(users), n_items]`` score matrix.
@@ -62,6 +63,96 @@ class ItemKNN:
             self._sim_t = self.sim.T.tocsr()  # column lookups become row lookups: O(row), not O(matrix)
         col = self._sim_t[item].toarray().ravel()
         return col[np.asarray(history, dtype=np.int64)]
+
+
+def binary_matrix(users, items, n_users: int, n_items: int):
+    """Users x items CSR with 1 for every (user, item) seen (duplicates count once)."""
+    from scipy import sparse
+
+    x = sparse.csr_matrix((np.ones(len(users), dtype=np.float32), (np.asarray(users), np.asarray(items))),
+                          shape=(n_users, n_items))
+    x.sum_duplicates()
+    x.data[:] = 1.0
+    return x
+
+
+def history_matrix(histories, n_items: int):
+    from scipy import sparse
+
+    rows = np.concatenate([np.full(len(h), r) for r, h in enumerate(histories)]) if len(histories) else []
+    cols = np.concatenate([np.asarray(h, dtype=np.int64) for h in histories]) if len(histories) else []
+    return sparse.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(len(histories), n_items))
+
+
+class EASE:
+    """Embarrassingly shallow autoencoder (Steck 2019): ``B = I - P diag(1 / diag(P))`` with
+    ``P = (X^T X + lambda I)^-1`` and a zero diagonal; a user's scores are ``x_u B``.
+
+    Dense ``n_items^2`` (float32): ~0.3 GB and ~20 s for 9k items on 2 cores; refused above
+    ``MAX_ITEMS`` (use item-kNN there)."""
+
+    name = "EASE"
+    MAX_ITEMS = 30_000
+
+    def __init__(self, lam: float = 500.0):
+        if lam <= 0:
+            raise ValueError(f"EASE lambda must be > 0, got {lam}")
+        self.lam = float(lam)
+
+    def fit(self, users, items, n_users: int, n_items: int) -> EASE:
+        from scipy.linalg import lapack
+
+        from tuneforge.errors import ConfigError
+
+        if n_items > self.MAX_ITEMS:
+            raise ConfigError(f"EASE needs a dense {n_items}x{n_items} matrix; the limit is {self.MAX_ITEMS} items")
+        x = binary_matrix(users, items, n_users, n_items)
+        g = (x.T @ x).toarray().astype(np.float32)
+        g[np.diag_indices(n_items)] += self.lam
+        c, info = lapack.spotrf(g, lower=False, overwrite_a=True)          # Cholesky: G is SPD
+        if info != 0:
+            raise ValueError(f"EASE: the Gram matrix is not positive definite (lapack info {info})")
+        p, info = lapack.spotri(c, lower=False, overwrite_c=True)          # upper triangle of G^-1
+        p = np.triu(p) + np.triu(p, 1).T
+        b = -p / np.diag(p)[None, :]
+        b[np.diag_indices(n_items)] = 0.0
+        self.B = b.astype(np.float32)
+        return self
+
+    def scores(self, user_indices, histories) -> np.ndarray:
+        return np.asarray(history_matrix(histories, self.B.shape[0]) @ self.B, dtype=np.float32)
+
+
+class ALS:
+    """Implicit-feedback ALS (Hu, Koren & Volinsky 2008) from the ``implicit`` package (optional)."""
+
+    name = "ALS (implicit)"
+
+    def __init__(self, factors: int = 64, regularization: float = 0.05, alpha: float = 1.0, iterations: int = 15,
+                 seed: int = 0):
+        self.params = dict(factors=factors, regularization=regularization, alpha=alpha, iterations=iterations,
+                           random_state=seed)
+
+    @staticmethod
+    def available() -> bool:
+        try:
+            import implicit.cpu.als  # noqa: F401
+        except Exception:  # not installed, or a broken native build
+            return False
+        return True
+
+    def fit(self, users, items, n_users: int, n_items: int) -> ALS:
+        from implicit.cpu.als import AlternatingLeastSquares
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(1, "blas"):  # implicit's own threads; BLAS threads inside them oversubscribe
+            model = AlternatingLeastSquares(**self.params, num_threads=0, calculate_training_loss=False)
+            model.fit(binary_matrix(users, items, n_users, n_items), show_progress=False)
+        self.U, self.V = np.asarray(model.user_factors), np.asarray(model.item_factors)
+        return self
+
+    def scores(self, user_indices, histories) -> np.ndarray:
+        return self.U[np.asarray(user_indices)] @ self.V.T
 
 
 def _top_per_row(m, k: int):

@@ -74,7 +74,8 @@ def group():
 @click.option("--epochs", type=float, help="Two-tower epochs [default 1].")
 @click.option("--pairs-per-user", type=int, help="Training targets per user [default 6].")
 @click.option("--history", type=int, help="Items in the user text [default 5].")
-@click.option("--no-baselines", is_flag=True, help="Skip popularity / item-kNN / BPR in the table.")
+@click.option("--no-baselines", is_flag=True, help="Skip popularity / BPR / ALS in the table (EASE and item-kNN "
+              "are fitted anyway: the ranker uses them).")
 @click.option("--seed", type=int, help="[default 42]")
 def build(config_file, data, out, threshold, bundle, base_model, epochs, pairs_per_user, history, no_baselines,
           seed):
@@ -96,7 +97,7 @@ def build(config_file, data, out, threshold, bundle, base_model, epochs, pairs_p
     if tower:
         cfg.two_tower = type(cfg.two_tower)(**{**cfg.two_tower.to_dict(), **tower})
     folder, report = build_recommender(cfg, progress=lambda s: click.echo(s, err=True))
-    click.echo(report.table())
+    click.echo(report.markdown())
     click.echo(f"recommender ready: {folder}  (seed {report.seed}, {report.wall_s:.0f} s)")
 
 
@@ -104,7 +105,8 @@ def build(config_file, data, out, threshold, bundle, base_model, epochs, pairs_p
 @model_dir_option
 @click.option("--json", "as_json", is_flag=True)
 def evaluate(model_dir, as_json):
-    """Print the evaluation table saved when the folder was built."""
+    """Print every evaluation table saved when the folder was built (warm, cold-start items and users),
+    with the seed and the build wall time."""
     from pathlib import Path
 
     from tuneforge.errors import UsageError

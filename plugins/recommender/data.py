@@ -5,11 +5,12 @@ the maps back to the original ids; the :class:`Catalogue` holds each item's titl
 description and genres/tags.  Implicit feedback: a rating at or above ``threshold``
 is a positive; files without a rating column (clicks) are all positives.
 
-Two folder layouts are understood by :func:`load_folder`:
+Folder layouts understood (auto-detected) by :func:`load_folder`:
 
 * generic: ``interactions.{csv,jsonl}`` (user, item, rating or click, timestamp) and
   ``items.{csv,jsonl}`` (id, title, description, genres/tags);
-* MovieLens: ``ratings.csv`` + ``movies.csv`` (+ ``tags.csv``, folded into item tags).
+* MovieLens latest / 20M / 25M: ``ratings.csv`` + ``movies.csv`` (+ ``tags.csv``, folded into item tags);
+* MovieLens 1M / 10M (``::`` ``.dat`` files) and 100k (``u.data`` + ``u.item``): see ``movielens``.
 """
 
 from __future__ import annotations
@@ -206,22 +207,59 @@ def _find(folder: Path, stems: tuple[str, ...]) -> Path | None:
     return None
 
 
+LAYOUTS = ("generic: interactions.{csv,jsonl,tsv} + items.{csv,jsonl,tsv}; "
+           "MovieLens latest/20M/25M: ratings.csv + movies.csv (+ tags.csv); "
+           "MovieLens 1M/10M: ratings.dat + movies.dat (+ tags.dat); MovieLens 100k: u.data + u.item (+ u.genre)")
+
+
+def _release_folder(folder: Path) -> Path:
+    """``folder`` itself, or its only sub-folder holding a known layout (``data/`` -> ``data/ml-100k``)."""
+    def known(f: Path) -> bool:
+        from .movielens import detect
+
+        return detect(f) is not None or (_find(f, ("items", "movies", "catalogue")) is not None
+                                         and _find(f, ("interactions", "ratings", "clicks")) is not None)
+
+    if known(folder):
+        return folder
+    subs = [f for f in sorted(folder.iterdir()) if f.is_dir() and known(f)]
+    return subs[0] if len(subs) == 1 else folder
+
+
 def load_folder(folder: str | Path) -> tuple[Catalogue, Interactions]:
-    """A data folder (generic or MovieLens layout, see module doc) -> (catalogue, interactions)."""
+    """A data folder (generic, MovieLens CSV, 1M/10M ``.dat`` or 100k ``u.*``; auto-detected) ->
+    (catalogue, interactions)."""
+    from . import movielens
+
     folder = Path(folder)
     if not folder.is_dir():
         raise UsageError(f"data folder {folder} does not exist",
                          hint="pass --data with interactions + items files (or a MovieLens folder)")
+    folder = _release_folder(folder)
+    layout = movielens.detect(folder)
+    if layout == "ml-100k":
+        return movielens.read_100k(folder)
+    if layout == "ml-dat":
+        return movielens.read_dat(folder)
     items = _find(folder, ("items", "movies", "catalogue"))
     events = _find(folder, ("interactions", "ratings", "clicks"))
     if items is None or events is None:
-        raise UsageError(f"{folder}: needs an items file (items.csv/jsonl or movies.csv) and an "
-                         "interactions file (interactions.csv/jsonl or ratings.csv)")
+        missing = "items" if items is None else "interactions"
+        raise UsageError(f"{folder}: no {missing} file; layouts understood: {LAYOUTS}",
+                         hint="point --data at the folder that holds the files")
     catalogue = load_catalogue(items)
     tags_file = folder / "tags.csv"
     if tags_file.is_file():
         catalogue = _with_tags(catalogue, tags_file)
     return catalogue, load_interactions(events, catalogue)
+
+
+def with_tag_counts(catalogue: Catalogue, counts: dict[int, dict[str, int]], top: int = 8) -> Catalogue:
+    """Each item's ``top`` most frequent user tags become its ``tags``."""
+    tags = [sorted(counts[i], key=lambda t: (-counts[i][t], t))[:top] if i in counts else []
+            for i in range(len(catalogue))]
+    return Catalogue(ids=catalogue.ids, titles=catalogue.titles, descriptions=catalogue.descriptions,
+                     genres=catalogue.genres, tags=tags)
 
 
 def _with_tags(catalogue: Catalogue, path: Path) -> Catalogue:
@@ -232,7 +270,4 @@ def _with_tags(catalogue: Catalogue, path: Path) -> Catalogue:
         tag = str(rec.get("tag", "")).strip().lower()
         if idx is not None and tag:
             counts[idx][tag] += 1
-    tags = [sorted(counts[i], key=lambda t: (-counts[i][t], t))[:8] if i in counts else []
-            for i in range(len(catalogue))]
-    return Catalogue(ids=catalogue.ids, titles=catalogue.titles, descriptions=catalogue.descriptions,
-                     genres=catalogue.genres, tags=tags)
+    return with_tag_counts(catalogue, counts)

@@ -41,8 +41,13 @@ class FeatureSpace:
 
     def recent(self, now: float) -> np.ndarray:
         m = int(np.clip(now // MONTH - self.month0 + 1, 0, len(self.cum) - 1))
-        lo = max(m - WINDOW_MONTHS, 0)
-        return np.log1p(self.cum[m] - self.cum[lo]).astype(np.float32)
+        cache = self.__dict__.setdefault("_recent", {})   # one vector per month: served users share them
+        if m not in cache:
+            if len(cache) > 256:
+                cache.clear()
+            lo = max(m - WINDOW_MONTHS, 0)
+            cache[m] = np.log1p(self.cum[m] - self.cum[lo]).astype(np.float32)
+        return cache[m]
 
     def genre_profile(self, history) -> np.ndarray:
         if len(history) == 0:
@@ -56,13 +61,15 @@ class FeatureSpace:
         sel = slice(None) if items is None else np.asarray(items, dtype=np.int64)
         vecs = self.item_vectors[sel]
         tt = vecs @ user_vector if user_vector is not None else np.zeros(len(vecs), dtype=np.float32)
-        if knn_scores is None:
-            knn_scores = self.knn.scores([0], [np.asarray(history, dtype=np.int64)])[0] if len(history) else \
-                np.zeros(len(self.item_vectors), dtype=np.float32)
+        if knn_scores is None:  # the sum of the history's rows of the similarity matrix
+            knn_scores = np.asarray(self.knn.sim[np.asarray(history, dtype=np.int64)].sum(0)).ravel() \
+                if len(history) else np.zeros(len(self.item_vectors), dtype=np.float32)
         return np.stack([tt, self.pop[sel], self.recent(now)[sel], self.genres[sel] @ self.genre_profile(history),
                          np.log1p(np.maximum(knn_scores[sel], 0))], axis=1).astype(np.float32)
 
 
-def fit_space(item_vectors, genre_matrix, users, items, times, n_users: int) -> FeatureSpace:
-    knn = ItemKNN().fit(users, items, n_users, len(item_vectors))
+def fit_space(item_vectors, genre_matrix, users, items, times, n_users: int, knn: ItemKNN | None = None,
+              neighbours: int | None = 200) -> FeatureSpace:
+    """``knn``: an item-kNN already fitted on these interactions (else one with ``neighbours``)."""
+    knn = knn or ItemKNN(neighbours).fit(users, items, n_users, len(item_vectors))
     return FeatureSpace(item_vectors, genre_matrix, np.asarray(items), np.asarray(times), knn)

@@ -1,7 +1,8 @@
 """A built recommender folder, loaded for serving: recommend, score, explain (no torch).
 
-Known users are ranked over the whole catalogue with the learned blend (the same
-scoring as the evaluation); new users describe their taste in free text, which the
+Known users are ranked by the LightGBM ranker over the union of EASE, two-tower and
+item-kNN candidates (the same scoring as the evaluation; folders built before the
+ranker use the learned blend over the whole catalogue); new users describe their taste in free text, which the
 user tower embeds and FAISS searches (the blend then orders those candidates with the
 features a history-less user has: similarity, popularity, recency).
 """
@@ -50,6 +51,8 @@ class Recommender:
         self.folder, self.meta, self.catalogue, self.encoder = folder, meta, catalogue, encoder
         self.space, self.blend, self.histories, self.index = space, blend, histories, index
         self.history_len = int(meta.get("history", 5))
+        self.sources = self.ranker = None   # the LightGBM ranker over EASE + two-tower + item-kNN candidates
+        self.ranker_features: list[str] = []
         self.user_rows: dict[str, int] = {}
         self.user_vectors = np.zeros((0, 0), dtype=np.float32)
         if (folder / "user_vectors.npy").is_file():
@@ -86,8 +89,16 @@ class Recommender:
         space.genres = g / np.maximum(np.linalg.norm(g, axis=1, keepdims=True), 1e-9)
         space.pop, space.cum, space.month0, space.knn = z["pop"], z["cum"], int(z["month0"]), knn
         histories = json.loads((folder / "histories.json").read_text())
-        return cls(folder, meta, catalogue, encoder, space, Blend(**meta["blend"]), histories,
-                   faiss.read_index(str(folder / "index.faiss")))
+        rec = cls(folder, meta, catalogue, encoder, space, Blend(**meta["blend"]), histories,
+                  faiss.read_index(str(folder / "index.faiss")))
+        if "ranker" in meta and (folder / "ranker.txt").is_file():
+            from .ranker import Sources, _lightgbm, title_years
+
+            rec.sources = Sources(np.load(folder / "ease.npy"), space, int(meta["ranker"]["per_source"]),
+                                  title_years(catalogue.titles))
+            rec.ranker = _lightgbm().Booster(model_file=str(folder / "ranker.txt"))
+            rec.ranker_features = list(meta["ranker"]["features"])
+        return rec
 
     # -- users -----------------------------------------------------------------
     def _history(self, user: str) -> tuple[np.ndarray, float]:
@@ -124,13 +135,24 @@ class Recommender:
         if not isinstance(k, int) or k < 1 or k > 1000:
             raise UsageError(f"k must be an integer in 1..1000, got {k!r}")
         t0 = time.perf_counter()
+        ranked_by = "blend"
         if user is not None:
             history, now = self._history(user)
             uvec = self._user_vector(history, user)
-            x = self.space.matrix(uvec, history, now)
-            scores = self.blend.score(x)
-            scores[history] = -np.inf
-            top = _top(scores, k)
+            if self.ranker is not None and len(history):
+                cand, xr = self.sources.candidates(uvec, history, now)
+                p = self.ranker.predict(xr, num_threads=1)
+                order = _top(p, k)
+                top, ranked_by = cand[order], "ranker"
+                scores = np.full(len(self.catalogue), -np.inf)
+                scores[top] = p[order]
+                feats = {int(cand[o]): {f: round(float(v), 4) for f, v in zip(self.ranker_features, xr[o])}
+                         for o in order}
+            else:
+                x = self.space.matrix(uvec, history, now)
+                scores = self.blend.score(x)
+                scores[history] = -np.inf
+                top = _top(scores, k)
             mode = "history" if len(history) else "popular"  # an empty history: popularity + recency
         else:
             history = np.zeros(0, dtype=np.int64)
@@ -152,20 +174,26 @@ class Recommender:
             mode = "taste"
         because = self.explain_many(history, top) if explain else [[] for _ in top]
         recs = [Recommendation(self.catalogue.ids[i], self.catalogue.titles[i], float(scores[i]),
-                               self.blend.contributions(x[i]), b) for i, b in zip(top, because)]
-        return {"user": user, "mode": mode, "k": k, "history_size": int(len(history)),
+                               feats[int(i)] if ranked_by == "ranker" else self.blend.contributions(x[i]), b)
+                for i, b in zip(top, because)]
+        return {"user": user, "mode": mode, "ranked_by": ranked_by, "k": k, "history_size": int(len(history)),
                 "recommendations": [r.to_dict() for r in recs],
                 "took_ms": round((time.perf_counter() - t0) * 1000, 2)}
 
     def score(self, user: str, items: list[str]) -> dict:
-        """Blend scores of the given candidate items for a known user (unknown items say so)."""
+        """Ranker (or blend) scores of the given candidate items for a known user (unknown items say so)."""
         if not items:
             raise UsageError("items is empty", hint="pass the candidate item ids to score")
         history, now = self._history(user)
         idx = [self.catalogue.index(i) for i in items]
         known = np.array([i for i in idx if i is not None], dtype=np.int64)
-        x = self.space.matrix(self._user_vector(history, user), history, now, items=known) if len(known) else None
-        s = self.blend.score(x) if x is not None else []
+        uvec = self._user_vector(history, user)
+        if not len(known):
+            s = []
+        elif self.ranker is not None and len(history):
+            s = self.ranker.predict(self.sources.features(uvec, history, now, known), num_threads=1)
+        else:
+            s = self.blend.score(self.space.matrix(uvec, history, now, items=known))
         seen = set(history.tolist())
         out, j = [], 0
         for item, i in zip(items, idx):

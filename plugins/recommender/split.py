@@ -39,6 +39,22 @@ class LeaveLastOut:
             return self.times[u]
         return np.append(self.times[u], self.val_time[u])
 
+    def earlier(self, j: int) -> LeaveLastOut:
+        """A pseudo-validation split ``j`` steps earlier: each user's ``j``-th last training item is
+        the held-out item (phase ``val``), the items before it are train (users with a history
+        left only).  More labelled examples for the ranker, never touching val / test items."""
+        if j < 1:
+            raise ValueError("j must be >= 1")
+        train, times = [], []
+        held = np.full(len(self.train), -1, dtype=np.int64)
+        held_t = np.zeros(len(self.train), dtype=np.int64)
+        for u, (seq, ts) in enumerate(zip(self.train, self.times)):
+            if len(seq) > j:
+                held[u], held_t[u] = seq[-j], ts[-j]
+            train.append(seq[:-j] if len(seq) >= j else seq[:0])
+            times.append(ts[:-j] if len(ts) >= j else ts[:0])
+        return LeaveLastOut(train, times, held, held.copy(), held_t, held_t.copy())
+
     def matrix_pairs(self, phase: str) -> tuple[np.ndarray, np.ndarray]:
         """(users, items) of every interaction visible in ``phase``."""
         us, its = [], []

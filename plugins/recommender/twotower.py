@@ -52,13 +52,17 @@ def user_text(catalogue: Catalogue, history, n: int) -> str:
 
 
 def training_pairs(catalogue: Catalogue, split: LeaveLastOut, config: TwoTowerConfig,
-                   phase: str = "train") -> list[dict]:
+                   phase: str = "train", before: float | None = None) -> list[dict]:
     """``phase`` train: (history before item j -> item j) over each user's training sequence;
-    ``val`` / ``test``: one pair per evaluated user (history -> held-out item)."""
+    ``val`` / ``test``: one pair per evaluated user (history -> held-out item).  ``before``: only
+    training events earlier than this time (the cold-start cut-off: the tower never sees the
+    cold-start items or users it is evaluated on)."""
     rows = []
     for u in range(len(split.train)):
         if phase == "train":
             seq = split.train[u]
+            if before is not None:
+                seq = seq[split.times[u] < before]
             for j in range(max(1, len(seq) - config.pairs_per_user), len(seq)):
                 rows.append({"query": user_text(catalogue, seq[:j], config.history),
                              "item": catalogue.text(int(seq[j]))})
@@ -74,15 +78,16 @@ def write_jsonl(rows: list[dict], path: Path) -> Path:
 
 
 def train_two_tower(catalogue: Catalogue, split: LeaveLastOut, config: TwoTowerConfig, work_dir: Path,
-                    *, base_model: str | None = None, progress: bool = True) -> Path:
-    """Write the pairs, train through the engine; returns the run folder."""
+                    *, base_model: str | None = None, progress: bool = True, before: float | None = None) -> Path:
+    """Write the pairs (training events before ``before`` only, if given), train through the engine;
+    returns the run folder."""
     from tuneforge.config import TrainConfig
     from tuneforge.plugin_manager import get_plugin_manager
     from tuneforge.tasks import get_task
     from tuneforge.train.driver import run_training
 
     data = Path(work_dir) / "pairs"
-    train = training_pairs(catalogue, split, config, "train")
+    train = training_pairs(catalogue, split, config, "train", before=before)
     random.Random(config.seed).shuffle(train)
     files = {name: write_jsonl(rows, data / f"{name}.jsonl") for name, rows in (
         ("train", train), ("validation", training_pairs(catalogue, split, config, "val")))}
@@ -121,3 +126,30 @@ class Encoder:
     @property
     def dim(self) -> int:
         return int(self.predictor.manifest.output["shape"][-1])
+
+
+class FrozenEncoder:
+    """The base encoder as shipped (no fine-tuning): mean-pooled, L2-normalised (torch; evaluation only)."""
+
+    def __init__(self, base_model: str, max_length: int = 64):
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        from tuneforge.models import resolve_model_path
+
+        path = resolve_model_path(base_model)
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.model = AutoModel.from_pretrained(path).eval()
+        self.max_length, self.torch = max_length, torch
+
+    def __call__(self, texts: list[str], batch_size: int = 128) -> np.ndarray:
+        torch, out = self.torch, []
+        with torch.inference_mode():
+            for i in range(0, len(texts), batch_size):
+                enc = self.tokenizer(list(texts[i:i + batch_size]), padding=True, truncation=True,
+                                     max_length=self.max_length, return_tensors="pt")
+                h = self.model(**enc).last_hidden_state
+                mask = enc["attention_mask"].unsqueeze(-1).to(h.dtype)
+                out.append(((h * mask).sum(1) / mask.sum(1).clamp(min=1e-9)).numpy())
+        v = np.concatenate(out) if out else np.zeros((0, 1), np.float32)
+        return (v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)).astype(np.float32)
