@@ -174,7 +174,7 @@ def test_http_recommend_and_score(built):
         r = client.post("/v1/score", json={"user": "u03", "items": ["i001", "i002"]})
         assert r.status_code == 200 and len(r.json()["scores"]) == 2
         r = client.post("/v1/recommend", json={"user": "ghost"})
-        assert r.status_code == 422 and "unknown user" in r.json()["error"]["message"]
+        assert r.status_code == 404 and "unknown user" in r.json()["error"]["message"]
         r = client.post("/v1/recommend", json={"user": "u03", "k": 0})
         assert r.status_code == 422
         r = client.post("/v1/score", json={"user": "u03", "items": []})

@@ -240,3 +240,18 @@ def test_parse_request_pairs():
         parse_request({"texts": ["a"]}, max_batch=4, max_text_chars=10, needs_pairs=True)
     assert json.dumps(parse_request({"text": "ok"}, max_batch=1, max_text_chars=5)) == \
         '[["ok"], null]'
+
+
+def test_docs_can_be_put_behind_the_token(bundle_dir):
+    with TestClient(build_server(bundle_dir, token=TOKEN)) as client:
+        assert client.get("/openapi.json").status_code == 200          # public by default
+    with TestClient(build_server(bundle_dir, token=TOKEN, docs_public=False)) as client:
+        assert client.get("/openapi.json").status_code == 401
+        assert client.get("/docs").status_code == 401
+        assert client.get("/openapi.json", headers=AUTH).json()["paths"]["/v1/predict"]["post"]["requestBody"]
+        assert client.get("/healthz").status_code == 200                # readiness stays open
+
+
+def test_empty_token_is_refused_by_the_library_too(bundle_dir):
+    with pytest.raises(Exception, match="token is empty"):
+        build_server(bundle_dir, token="  ")

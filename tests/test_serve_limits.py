@@ -36,9 +36,13 @@ def rss_kb(pid: int) -> int:
 
 
 @pytest.fixture(scope="module")
-def servers(tiny_encoder_dir, tmp_path_factory):
-    """A bundle server and a finance-monitor server, each in its own process, with a token."""
+def servers(tiny_encoder_dir, tiny_bot, tmp_path_factory):
+    """A bundle server, a finance-monitor server and a support-bot server, each in its own process,
+    with a token."""
+    import shutil
+
     root = tmp_path_factory.mktemp("limits")
+    shutil.copytree(tiny_bot.parent, root / "botproject", ignore=shutil.ignore_patterns("runs", "bot.sqlite*"))
     run = make_run(root / "runs", tiny_encoder_dir, "classification", n_rows=16)
     bundle = export_run(run, out_dir=root / "exports", variants=["fp32"], measure=False)
     (root / "monitor.toml").write_text('[model]\nscorer = "keywords"\n[state]\ndb = "monitor.db"\n')
@@ -46,7 +50,11 @@ def servers(tiny_encoder_dir, tmp_path_factory):
     env = {**os.environ, "TUNEFORGE_TOKEN": TOKEN, "HF_HUB_OFFLINE": "1"}
     for name, args, route in (("bundle", [str(bundle)], "/v1/predict"),
                               ("finance-monitor", ["finance-monitor", "--app-path", str(root / "monitor.toml")],
-                               "/v1/events")):
+                               "/v1/events"),
+                              ("support-bot", ["support-bot", "--app-path", str(root / "botproject" / "bot")],
+                               "/v1/chat"),
+                              ("support-bot-feedback", ["support-bot", "--app-path", str(root / "botproject" / "bot")],
+                               "/v1/feedback")):
         port = free_port()
         proc = subprocess.Popen([sys.executable, "-m", "tuneforge", "serve", *args, "--port", str(port),
                                  "--body-timeout", "2"],
@@ -97,7 +105,7 @@ def send_chunked(port: int, path: str, total: int, headers: dict) -> int:
 
 
 @pytest.mark.parametrize("auth", [False, True], ids=["unauthenticated", "authenticated"])
-@pytest.mark.parametrize("app", ["bundle", "finance-monitor"])
+@pytest.mark.parametrize("app", ["bundle", "finance-monitor", "support-bot", "support-bot-feedback"])
 def test_a_200_mb_chunked_body_is_refused_without_memory_growth(servers, app, auth):
     proc, port, route = servers[app]
     before = rss_kb(proc.pid)
