@@ -193,6 +193,11 @@ def load_interactions(path: str | Path, catalogue: Catalogue) -> Interactions:
         it.append(idx)
         r.append(rating)
         t.append(ts)
+    return interactions_from_lists(u, it, r, t, users, path)
+
+
+def interactions_from_lists(u: list, it: list, r: list, t: list, users: dict, path) -> Interactions:
+    """The :class:`Interactions` a reader collected row by row (an empty file is an error)."""
     if not u:
         raise DataError("no interactions", path=path)
     return Interactions(np.asarray(u, dtype=np.int32), np.asarray(it, dtype=np.int32),

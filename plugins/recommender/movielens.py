@@ -22,11 +22,10 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
-import numpy as np
 
 from tuneforge.errors import DataError
 
-from .data import Catalogue, Interactions, with_tag_counts
+from .data import Catalogue, Interactions, interactions_from_lists, with_tag_counts
 
 # u.genre of the 100k release (index order of the 19 flags in u.item)
 ML100K_GENRES = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
@@ -84,10 +83,7 @@ def _events(path: Path, sep: str, catalogue: Catalogue) -> Interactions:
         it.append(idx)
         r.append(rating)
         t.append(ts)
-    if not u:
-        raise DataError("no interactions", path=path)
-    return Interactions(np.asarray(u, dtype=np.int32), np.asarray(it, dtype=np.int32),
-                        np.asarray(r, dtype=np.float32), np.asarray(t, dtype=np.int64), list(users))
+    return interactions_from_lists(u, it, r, t, users, path)
 
 
 def _catalogue(ids, titles, genres, path: Path) -> Catalogue:
