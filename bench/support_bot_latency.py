@@ -42,15 +42,16 @@ def filler_passages(n: int) -> list[str]:
 
 def make_bot(src: Path, work: Path, passages: int) -> Path:
     """A copy of ``src`` (bot.json, thresholds) whose knowledge base holds ``passages`` chunks."""
-    from tuneforge.plugins.support_bot.bot import BotConfig, resolve
+    from tuneforge.plugins.support_bot.bot import BotConfig, artefacts, resolve
     from tuneforge.plugins.support_bot.knowledge import load_documents
 
     config = BotConfig.load(src)
+    src_parts = artefacts(src)
     dest = work / f"bot-{passages or 'bundled'}"
     dest.mkdir(parents=True)
-    shutil.copy(src / "thresholds.json", dest / "thresholds.json")
-    if (src / "router").is_dir():
-        shutil.copytree(src / "router", dest / "router")      # the conversation layer's references
+    shutil.copy(src_parts / "thresholds.json", dest / "thresholds.json")
+    if (src_parts / "router").is_dir():
+        shutil.copytree(src_parts / "router", dest / "router")      # the conversation layer's references
     kb = dest / "kb"
     shutil.copytree(resolve(src, config.kb_dir), kb)
     if passages:

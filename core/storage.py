@@ -4,6 +4,8 @@
   fsync, rename: readers see the old file or the new one, never half of one, and two
   writers never share a temp name.
 * :func:`replace_dir` -- build a folder aside, then swap it in with renames.
+* :class:`Generations` -- several files that must change together (a model, its thresholds,
+  its index) built aside in a new generation folder and switched by one pointer file.
 * :func:`open_sqlite` -- WAL, a busy timeout, ``PRAGMA user_version`` migrations, file mode
   0600 (stores hold transcripts and alerts: nobody else on the machine reads them).
 * :func:`read_toml` -- a TOML file as a dict, or a :class:`ConfigError` naming file and line.
@@ -117,6 +119,93 @@ def replace_dir(staged: str | Path, target: str | Path) -> Path:
         shutil.rmtree(old, ignore_errors=True)
     _fsync_dir(target.parent)
     return target
+
+
+POINTER = "CURRENT"
+
+
+class Generations:
+    """Versioned folders under ``root/generations/`` and one pointer file ``root/CURRENT``.
+
+    :meth:`new` builds a generation aside (``generations/.<name>.<pid>.tmp``); only when the
+    block succeeds is it renamed to ``generations/<name>`` and the pointer rewritten
+    atomically.  A reader follows the pointer once and so sees the old generation or the new
+    one, never a mix; an interrupted build (an exception, SIGTERM, ``kill -9``) leaves the
+    pointer on the old one, and its temp folder is removed by the next build.  The newest
+    ``keep`` generations stay (a running server may still read the previous one).
+    """
+
+    def __init__(self, root: str | Path, *, keep: int = 2):
+        if keep < 1:
+            raise ValueError("keep must be at least 1")
+        self.root, self.keep = Path(root), keep
+        self.folder = self.root / "generations"
+
+    def current(self) -> Path | None:
+        """The generation the pointer names, or ``None`` when there is no pointer."""
+        pointer = self.root / POINTER
+        if not pointer.is_file():
+            return None
+        name = pointer.read_text().strip()
+        if not name or "/" in name or name.startswith("."):
+            raise ConfigError(f"{pointer}: not a generation name: {name!r}")
+        path = self.folder / name
+        if not path.is_dir():
+            raise ConfigError(f"{pointer} names {name}, but {path} is missing")
+        return path
+
+    @contextmanager
+    def new(self) -> Iterator[Path]:
+        """An empty folder to build the next generation in; switched to when the block succeeds."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._remove_dead_temps()
+        name = f"{time_stamp()}-{uuid.uuid4().hex[:6]}"
+        tmp = self.folder / f".{name}.{os.getpid()}.tmp"
+        tmp.mkdir()
+        try:
+            yield tmp
+            os.rename(tmp, self.folder / name)
+            _fsync_dir(self.folder)
+            atomic_write(self.root / POINTER, name + "\n")
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        self._prune()
+
+    def _prune(self) -> None:
+        current = self.current()
+        done = sorted((p for p in self.folder.iterdir() if p.is_dir() and not p.name.startswith(".")),
+                      key=lambda p: p.name, reverse=True)
+        for old in done[self.keep:]:
+            if old != current:
+                shutil.rmtree(old, ignore_errors=True)
+
+    def _remove_dead_temps(self) -> None:
+        for tmp in self.folder.glob(".*.tmp"):
+            try:
+                pid = int(tmp.name.rsplit(".", 2)[-2])
+            except ValueError:
+                continue
+            if not _alive(pid):
+                shutil.rmtree(tmp, ignore_errors=True)
+
+
+def time_stamp() -> str:
+    import time
+
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def open_sqlite(path: str | Path, migrations: Sequence[Migration], *, autocommit: bool = False,

@@ -108,4 +108,6 @@ if __name__ == "__main__":  # explore: python tests/_support_bot_tiny.py OUT TIN
     import sys
 
     bot = build_tiny_bot(Path(sys.argv[1]), sys.argv[2])
-    print(json.dumps(json.loads((bot / "thresholds.json").read_text()), indent=1))
+    from tuneforge.plugins.support_bot.bot import artefacts
+
+    print(json.dumps(json.loads((artefacts(bot) / "thresholds.json").read_text()), indent=1))

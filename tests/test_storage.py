@@ -75,3 +75,32 @@ def test_read_toml_names_file_and_line(tmp_path):
         read_toml(tmp_path / "c.toml")
     with pytest.raises(ConfigError, match="no such file"):
         read_toml(tmp_path / "missing.toml")
+
+
+def test_generations_switch_by_one_pointer_and_keep_the_newest(tmp_path):
+    from tuneforge.storage import Generations
+
+    gens = Generations(tmp_path / "bot", keep=2)
+    assert gens.current() is None
+    names = []
+    for i in range(4):
+        with gens.new() as g:
+            (g / "part.txt").write_text(str(i))
+            assert gens.current() is None or gens.current().name == names[-1]   # not switched yet
+        names.append(gens.current().name)
+        assert (gens.current() / "part.txt").read_text() == str(i)
+    left = sorted(p.name for p in gens.folder.iterdir())
+    assert len(left) == 2 and names[-1] in left
+    with pytest.raises(KeyError):
+        with gens.new() as g:
+            (g / "part.txt").write_text("half")
+            raise KeyError("boom")
+    assert gens.current().name == names[-1] and not list(gens.folder.glob(".*"))
+    dead = gens.folder / ".20990101-000000-abcdef.999999999.tmp"       # a killed build's folder
+    dead.mkdir()
+    with gens.new():
+        pass
+    assert not dead.exists()
+    (tmp_path / "bot" / "CURRENT").write_text("../../etc\n")
+    with pytest.raises(ConfigError, match="not a generation name"):
+        gens.current()

@@ -14,6 +14,7 @@ from _support_bot_tiny import NONSENSE
 from click.testing import CliRunner
 
 from tuneforge.cli import cli
+from tuneforge.plugins.support_bot.bot import artefacts
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -46,20 +47,20 @@ def bot_with_router(bot_copy):
     router.thresholds = calibrate_router(
         router, bot.embed, in_domain=bank, small_talk=[t for t, _ in eval_rows("small_talk", "act", "calibration")],
         off_domain=[t for t, _ in eval_rows("off_domain", "domain", "calibration")], unanswerable=[], max_diverted=0.0)
-    router.save(bot_copy / "router")
+    router.save(artefacts(bot_copy) / "router")
     return bot_copy
 
 
 def test_build_writes_config_index_and_calibrated_thresholds(tiny_bot):
-    config = json.loads((tiny_bot / "bot.json").read_text())
+    config = json.loads((artefacts(tiny_bot) / "bot.json").read_text())
     assert not any(Path(v).is_absolute() for v in config.values() if isinstance(v, str))   # relative: movable
-    assert (tiny_bot / config["intent_bundle"] / "manifest.json").is_file()
-    assert (tiny_bot / config["encoder_bundle"] / "manifest.json").is_file()
-    th = json.loads((tiny_bot / "thresholds.json").read_text())
+    assert (artefacts(tiny_bot) / config["intent_bundle"] / "manifest.json").is_file()
+    assert (artefacts(tiny_bot) / config["encoder_bundle"] / "manifest.json").is_file()
+    th = json.loads((artefacts(tiny_bot) / "thresholds.json").read_text())
     for name in ("intent", "retrieval"):
         assert th["details"][name]["reached"] and th["details"][name]["precision"] >= 0.9
         assert th[name] == th["details"][name]["threshold"]
-    assert (tiny_bot / "index" / "index.faiss").is_file()
+    assert (artefacts(tiny_bot) / "index" / "index.faiss").is_file()
 
 
 def test_http_chat_and_feedback_served_by_core(bot_copy):
@@ -147,9 +148,9 @@ def test_cli_feedback_and_tickets(bot_copy):
 def test_chat_loop_in_a_terminal(bot_with_router):
     import pexpect
 
-    th = json.loads((bot_with_router / "thresholds.json").read_text())
+    th = json.loads((artefacts(bot_with_router) / "thresholds.json").read_text())
     th["handoff"] = -1.0        # an unsure bank question that resembles the pages: ask, don't hand off
-    (bot_with_router / "thresholds.json").write_text(json.dumps(th))
+    (artefacts(bot_with_router) / "thresholds.json").write_text(json.dumps(th))
     env = {**os.environ, "NO_COLOR": "1", "TERM": "dumb", "TUNEFORGE_PLUGINS": "support_bot"}
     child = pexpect.spawn(sys.executable, ["-m", "tuneforge.apps.support_bot", "--bot-dir", str(bot_with_router),
                                            "--debug"],
@@ -240,12 +241,13 @@ def test_retrain_folds_feedback_and_reports_against_the_old_model(bot_copy, tiny
     from tuneforge.plugins.support_bot.retrain import retrain
     from tuneforge.plugins.support_bot.store import Store
 
-    data = (bot_copy / json.loads((bot_copy / "bot.json").read_text())["intent_bundle"]).resolve().parents[2]
+    data = (artefacts(bot_copy) / json.loads((artefacts(bot_copy) / "bot.json").read_text())["intent_bundle"])
+    data = data.resolve().parents[2]
     store = Store(bot_copy / "bot.sqlite")
     t = store.add_turn("s", "my card got nicked on the bus", "...", "handoff", None, 0.1)
     store.label_ticket(store.add_ticket("s", "my card got nicked on the bus", t), "lost_or_stolen_card")
     store.close()
-    old = json.loads((bot_copy / "bot.json").read_text())["intent_bundle"]
+    old = json.loads((artefacts(bot_copy) / "bot.json").read_text())["intent_bundle"]
     report = retrain(bot_copy, base_train=data / "train.csv", test=data / "test.csv", runs=data / "runs",
                      exports=data / "exports", max_drop=1.0,
                      train_settings={"base_model": tiny_encoder_dir, "mode": "full", "epochs": 2, "batch_size": 8,
@@ -255,11 +257,11 @@ def test_retrain_folds_feedback_and_reports_against_the_old_model(bot_copy, tiny
                                   "kb_questions_file": data / "kbq.csv", "half": None,
                                   "oos_share": 0.5}).to_dict()
     assert report["data"]["feedback_rows"] == 1 and report["data"]["origins"] == ["ticket:1"]
-    same = lambda a, b: (bot_copy / a).resolve() == (bot_copy / b).resolve()  # noqa: E731
+    same = lambda a, b: (artefacts(bot_copy) / a).resolve() == (artefacts(bot_copy) / b).resolve()  # noqa: E731
     assert same(report["old_bundle"], old) and not same(report["new_bundle"], old)
     assert "accuracy" in report["old_metrics"] and "accuracy" in report["new_metrics"]
     assert report["accepted"] and "allowed drop 1.0000" in report["reason"]
-    config = json.loads((bot_copy / "bot.json").read_text())
+    config = json.loads((artefacts(bot_copy) / "bot.json").read_text())
     assert same(config["intent_bundle"], report["new_bundle"]) and not Path(config["intent_bundle"]).is_absolute()
     assert config["previous_intent_bundles"] == [old]
     rows = Path(report["data"]["file"]).read_text()
@@ -272,12 +274,106 @@ def test_a_bot_whose_thresholds_belong_to_another_bundle_is_refused(bot_copy):
     from tuneforge.errors import UsageError
     from tuneforge.plugins.support_bot.bot import Bot
 
-    th = json.loads((bot_copy / "thresholds.json").read_text())
+    th = json.loads((artefacts(bot_copy) / "thresholds.json").read_text())
     assert th["calibrated_for"]["model_id"] and len(th["calibrated_for"]["manifest_sha256"]) == 64
     Bot.load(bot_copy)                                        # consistent: loads
     th["calibrated_for"] = {"model_id": "support-intents/v9", "manifest_sha256": "0" * 64}
-    (bot_copy / "thresholds.json").write_text(json.dumps(th))
+    (artefacts(bot_copy) / "thresholds.json").write_text(json.dumps(th))
     with pytest.raises(UsageError, match="calibrated for support-intents/v9, but bot.json points to"):
         Bot.load(bot_copy)
     res = CliRunner().invoke(cli, ["support-bot", "eval", "--bot-dir", str(bot_copy)])
     assert res.exit_code == 2 and res.output.startswith("error: ") and "interrupted rebuild" in res.output
+
+
+def _rebuild(bot_dir: Path, intent_bundle: str, encoder_bundle: str) -> None:
+    from tuneforge.plugins.support_bot.build import build_bot
+
+    data = bot_dir.parent
+    build_bot(bot_dir, intent_bundle, encoder_bundle=encoder_bundle, kb_dir=data / "kb", measure=False,
+              calibration={"questions_file": data / "test.csv", "oos_file": data / "oos.txt",
+                           "kb_questions_file": data / "kbq.csv", "half": None, "oos_share": 0.5, "router": False})
+
+
+REBUILD_KILLED = """
+import os, signal, sys
+sys.path.insert(0, {tests!r})
+from pathlib import Path
+from tuneforge.plugins.support_bot import build
+from test_support_bot_app import _rebuild
+
+def killed(*args, **kwargs):          # the new generation has its config and index: die now, as kill -9
+    os.kill(os.getpid(), signal.SIGKILL)
+
+build.calibrate_bot = killed
+_rebuild(Path({bot!r}), {intent!r}, {encoder!r})
+"""
+
+
+def test_an_interrupted_rebuild_keeps_the_bot_on_one_generation(bot_copy, tiny_bot):
+    """Issue 14, defect 5: a rebuild with a new intent bundle killed half-way must leave bundle,
+    thresholds and index of the previous build together; the next build clears its debris."""
+    import subprocess
+
+    from tuneforge.export import export_run
+    from tuneforge.plugins.support_bot.bot import Bot, BotConfig, resolve
+
+    runs = sorted((tiny_bot.parent / "runs").iterdir())
+    new_intent = export_run(runs[-1], out_dir=bot_copy.parent / "exports", variants=["fp32"], measure=False)
+    old = Bot.load(bot_copy)
+    old_id, old_th = old.intent_predictor.manifest.model_id, old.thresholds.to_dict()
+    encoder = str(resolve(bot_copy, BotConfig.load(bot_copy).encoder_bundle))
+    before = (bot_copy / "CURRENT").read_text()
+
+    script = REBUILD_KILLED.format(tests=str(ROOT / "tests"), bot=str(bot_copy), intent=str(new_intent),
+                                   encoder=encoder)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    assert (bot_copy / "CURRENT").read_text() == before          # the pointer never moved
+    leftovers = list((bot_copy / "generations").glob(".*.tmp"))
+    assert len(leftovers) == 1 and (leftovers[0] / "bot.json").is_file()   # it had got that far
+    again = Bot.load(bot_copy)
+    assert again.intent_predictor.manifest.model_id == old_id and again.thresholds.to_dict() == old_th
+
+    with pytest.raises(RuntimeError, match="interrupted"):       # an exception half-way: the same
+        from tuneforge.plugins.support_bot import build
+
+        real = build.calibrate_bot
+        build.calibrate_bot = lambda *a, **k: (_ for _ in ()).throw(RuntimeError("interrupted"))
+        try:
+            _rebuild(bot_copy, str(new_intent), encoder)
+        finally:
+            build.calibrate_bot = real
+    assert (bot_copy / "CURRENT").read_text() == before
+
+    _rebuild(bot_copy, str(new_intent), encoder)                  # a whole rebuild switches everything
+    new = Bot.load(bot_copy)
+    assert new.intent_predictor.manifest.model_id != old_id
+    assert new.thresholds.calibrated_for["model_id"] == new.intent_predictor.manifest.model_id
+    assert not list((bot_copy / "generations").glob(".*.tmp"))    # the dead build's folder is gone
+    assert len([p for p in (bot_copy / "generations").iterdir()]) <= 2
+
+
+def test_a_bot_folder_from_before_generations_loads_and_moves_on(bot_copy):
+    """bot.json at the top of the folder (tuneforge before generations): it loads, and the next
+    change writes a generation whose relative paths still find the bundles."""
+    import shutil
+
+    from tuneforge.plugins.support_bot.bot import PATH_FIELDS, Bot, BotConfig, next_generation, portable, resolve
+
+    gen = artefacts(bot_copy)
+    config = BotConfig.load(gen)
+    for field in PATH_FIELDS:            # as an older build wrote it: relative to the bot folder
+        setattr(config, field, portable(resolve(gen, getattr(config, field)), bot_copy))
+    config.save(gen)
+    for part in gen.iterdir():
+        shutil.move(str(part), bot_copy / part.name)
+    shutil.rmtree(bot_copy / "generations")
+    (bot_copy / "CURRENT").unlink()
+    legacy = Bot.load(bot_copy)
+    assert legacy.dir == bot_copy and legacy.info()["generation"] is None
+    with next_generation(bot_copy) as new:
+        assert (new / "thresholds.json").is_file() and (new / "index" / "index.faiss").is_file()
+    moved = Bot.load(bot_copy)
+    assert moved.dir.parent == bot_copy / "generations" and moved.dir.name == (bot_copy / "CURRENT").read_text().strip()
+    assert moved.intent_predictor.manifest.model_id == legacy.intent_predictor.manifest.model_id
+    assert moved.thresholds.to_dict() == legacy.thresholds.to_dict()

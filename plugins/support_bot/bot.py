@@ -1,21 +1,29 @@
 """A bot folder and the loaded bot: intent model, encoder, knowledge index, templates, thresholds, store.
 
-``<bot_dir>/bot.json`` (:class:`BotConfig`) names the bundles and the knowledge; beside it:
-``thresholds.json`` (calibrated), ``index/`` (FAISS, rebuilt incrementally when the
-knowledge-base documents change) and ``bot.sqlite`` (transcripts, tickets; masked).
+A bot folder holds ``bot.sqlite`` (transcripts, tickets; masked) and the bot's *generations*:
+``generations/<name>/`` with ``bot.json`` (:class:`BotConfig`: the bundles and the knowledge),
+``thresholds.json`` (calibrated for that intent bundle), ``index/`` (FAISS, rebuilt
+incrementally when the knowledge-base documents change) and ``router/`` (the conversation
+layer).  ``CURRENT`` names the generation in use; a build or retrain writes a new generation
+aside and switches the pointer only when every part is written (:class:`tuneforge.storage.Generations`),
+so an interrupted rebuild never mixes one model with another's thresholds.  A folder built before
+generations (``bot.json`` at its top) still loads.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass
+import shutil
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
 from tuneforge.errors import ConfigError, UsageError
-from tuneforge.storage import write_json
+from tuneforge.storage import Generations, write_json
 
 from .calibrate import Thresholds
 from .cascade import Cascade
@@ -52,7 +60,7 @@ class BotConfig:
 
     @classmethod
     def load(cls, bot_dir: str | Path) -> "BotConfig":
-        path = Path(bot_dir) / "bot.json"
+        path = artefacts(bot_dir) / "bot.json"
         if not path.is_file():
             raise UsageError(f"{bot_dir} is not a bot folder (no bot.json)",
                              hint="build one: tuneforge support-bot build --intent-bundle exports/support-intents")
@@ -88,19 +96,53 @@ def bundle_identity(predictor) -> dict:
             "manifest_sha256": sha256_file(Path(predictor.root) / "manifest.json")}
 
 
+def artefacts(bot_dir: str | Path) -> Path:
+    """The folder with ``bot.json``, ``thresholds.json``, ``index/`` and ``router/``: the generation
+    ``CURRENT`` names, or the bot folder itself (built before generations, or a generation folder)."""
+    return Generations(bot_dir).current() or Path(bot_dir)
+
+
+PATH_FIELDS = ("intent_bundle", "encoder_bundle", "kb_dir", "answers", "responses")
+PARTS = ("thresholds.json", "index", "router")
+
+
+@contextmanager
+def next_generation(bot_dir: str | Path, *, seed: tuple[str, ...] = PARTS) -> Iterator[Path]:
+    """A new generation of the bot in ``bot_dir``, seeded with the current one's ``bot.json`` and
+    ``seed`` parts; ``CURRENT`` switches to it only when the block succeeds."""
+    root = Path(bot_dir)
+    source = artefacts(root)
+    old = BotConfig.load(source) if (source / "bot.json").is_file() else None
+    with Generations(root).new() as gen:
+        if old is not None:
+            moved = {f: portable(resolve(source, getattr(old, f)), gen) for f in PATH_FIELDS}
+            if old.previous_intent_bundles:
+                moved["previous_intent_bundles"] = [portable(resolve(source, p), gen)
+                                                    for p in old.previous_intent_bundles]
+            replace(old, **moved).save(gen)
+        for part in seed:
+            if (source / part).is_dir():
+                shutil.copytree(source / part, gen / part)
+            elif (source / part).is_file():
+                shutil.copy2(source / part, gen / part)
+        yield gen
+
+
 def resolve(bot_dir: str | Path, path: str) -> Path:
+    """A path from ``bot.json``: ``package:`` paths, absolute ones, else relative to its generation."""
     if path.startswith(PACKAGE_PREFIX):
         return PACKAGE / path[len(PACKAGE_PREFIX):]
     p = Path(path)
-    return p if p.is_absolute() else Path(bot_dir) / p
+    return p if p.is_absolute() else artefacts(bot_dir) / p
 
 
 class Bot:
     """Everything needed to answer; build a :class:`Conversation` on top for sessions and storage."""
 
     def __init__(self, bot_dir: Path, config: BotConfig, intent_predictor, encoder, index: KnowledgeIndex,
-                 answers: dict[str, str], thresholds: Thresholds):
-        self.dir, self.config = bot_dir, config
+                 answers: dict[str, str], thresholds: Thresholds, root: Path | None = None):
+        self.dir, self.config = bot_dir, config          # dir: the generation; root: the bot folder (store)
+        self.root = root or bot_dir
         self.intent_predictor, self.encoder, self.index = intent_predictor, encoder, index
         self.answers, self.thresholds = answers, thresholds
         self.cascade = Cascade(self.score_intents, self.retrieve, answers, thresholds, top_k=config.top_k)
@@ -113,7 +155,8 @@ class Bot:
         """Load a bot folder; ``intent_predictor``: an already loaded intent bundle (``serve``)."""
         from tuneforge.runtime import Predictor
 
-        bot_dir = Path(bot_dir)
+        root = Path(bot_dir)
+        bot_dir = artefacts(root)
         config = BotConfig.load(bot_dir)
         intent = intent_predictor or Predictor.load(resolve(bot_dir, config.intent_bundle), trust=trust)
         if intent.kind != "classification":
@@ -128,7 +171,7 @@ class Bot:
             thresholds = Thresholds.load(bot_dir / "thresholds.json")
             made_for = thresholds.calibrated_for
             if made_for is not None and made_for != bundle_identity(intent):
-                raise UsageError(f"{bot_dir}: thresholds.json was calibrated for {made_for['model_id']}, but bot.json "
+                raise UsageError(f"{root}: thresholds.json was calibrated for {made_for['model_id']}, but bot.json "
                                  f"points to {intent.manifest.model_id} (an interrupted rebuild?)",
                                  hint="run `tuneforge support-bot build` again, or `tuneforge support-bot calibrate`")
         kb, index_dir = resolve(bot_dir, config.kb_dir), bot_dir / "index"
@@ -139,7 +182,7 @@ class Bot:
             log.info("knowledge index rebuilt: %s", stats.to_dict())
         else:
             index = KnowledgeIndex.load(index_dir)
-        bot = cls(bot_dir, config, intent, encoder, index, answers, thresholds)
+        bot = cls(bot_dir, config, intent, encoder, index, answers, thresholds, root=root)
         if (bot_dir / "router" / "router.json").is_file():
             from .router import Router
             from .smalltalk import load_responses
@@ -171,7 +214,8 @@ class Bot:
         return self.index.search(self.embed(texts), k)
 
     def info(self) -> dict:
-        return {"bot_dir": str(self.dir), "intent_model": self.intent_predictor.manifest.model_id,
+        return {"bot_dir": str(self.root), "generation": self.dir.name if self.dir != self.root else None,
+                "intent_model": self.intent_predictor.manifest.model_id,
                 "encoder": self.encoder.manifest.model_id, "chunks": len(self.index),
                 "index": self.index.kind, "thresholds": self.thresholds.to_dict()}
 

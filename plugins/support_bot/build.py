@@ -14,7 +14,7 @@ import numpy as np
 
 from tuneforge.errors import UsageError
 
-from .bot import Bot, BotConfig, bundle_identity, portable, resolve
+from .bot import Bot, BotConfig, bundle_identity, next_generation, portable, resolve
 from .calibrate import Calibration, Thresholds, threshold_for_precision
 from .datasets import (
     ANSWERS,
@@ -182,7 +182,8 @@ def build_router(bot_dir: str | Path, encoder, *, bank_file=INTENT_TRAIN, half: 
         off_domain=[t for t, _ in eval_rows("off_domain", "domain", part)],
         unanswerable=[t for t, _ in eval_rows("bank_unanswerable", None, part)],
         intent_questions=intent_questions + [t for t, e in paraphrases if not e.startswith("kb:") and e != "handoff"],
-        kb_questions=[q for q, _ in kb_questions(KB_QUESTIONS, part)] + [t for t, e in paraphrases if e.startswith("kb:")])
+        kb_questions=[q for q, _ in kb_questions(KB_QUESTIONS, part)]
+        + [t for t, e in paraphrases if e.startswith("kb:")])
     router.save(Path(bot_dir) / "router")
     return router
 
@@ -203,23 +204,26 @@ def build_bot(bot_dir: str | Path, intent_bundle: str | Path, *, encoder_bundle:
         encoder_bundle = build_encoder(base_model, samples, out_dir=exports, variants=encoder_variants,
                                        measure=measure)
     encoder_bundle = resolve_bundle_dir(encoder_bundle)
-    config = BotConfig(intent_bundle=portable(intent_bundle, bot_dir), encoder_bundle=portable(encoder_bundle, bot_dir),
-                       kb_dir=portable(kb_dir, bot_dir), answers=portable(answers, bot_dir))
-    config.save(bot_dir)
     from tuneforge.runtime import Predictor
 
     encoder = Predictor.load(encoder_bundle)
-    progress("indexing the knowledge base")
-    _, stats = build_index(resolve(bot_dir, config.kb_dir), bot_dir / "index",
-                           lambda t: np.asarray(encoder.predict_raw(t), dtype=np.float32),
-                           encoder_id=encoder.manifest.model_id, hnsw_above=config.hnsw_above)
-    progress("calibrating thresholds")
     calibration = dict(calibration or {})
     bank_file = calibration.pop("bank_questions_file", INTENT_TRAIN)
     with_router = calibration.pop("router", True)
-    if with_router:
-        progress("building the conversation router (small talk, off-topic, bank)")
-        build_router(bot_dir, encoder, bank_file=bank_file, half=calibration.get("half", "calibration"))
-    th = calibrate_bot(bot_dir, target=target, **calibration)
+    # everything is built in a new generation and switched to in one step at the end: an
+    # interrupted rebuild leaves the bot on its previous bundle, thresholds, index and router
+    with next_generation(bot_dir, seed=("index",)) as gen:
+        config = BotConfig(intent_bundle=portable(intent_bundle, gen), encoder_bundle=portable(encoder_bundle, gen),
+                           kb_dir=portable(kb_dir, gen), answers=portable(answers, gen))
+        config.save(gen)
+        progress("indexing the knowledge base")
+        _, stats = build_index(resolve(gen, config.kb_dir), gen / "index",
+                               lambda t: np.asarray(encoder.predict_raw(t), dtype=np.float32),
+                               encoder_id=encoder.manifest.model_id, hnsw_above=config.hnsw_above)
+        if with_router:
+            progress("building the conversation router (small talk, off-topic, bank)")
+            build_router(gen, encoder, bank_file=bank_file, half=calibration.get("half", "calibration"))
+        progress("calibrating thresholds")
+        th = calibrate_bot(gen, target=target, **calibration)
     return {"bot_dir": str(bot_dir), "config": config.to_dict(), "index": stats.to_dict(),
             "thresholds": th.to_dict()}

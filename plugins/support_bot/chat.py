@@ -15,7 +15,7 @@ def run_chat(bot_dir: str, *, debug: bool = False, session: str | None = None, c
 
     console = console or Console(highlight=False)
     bot = Bot.load(bot_dir)
-    store = Store(bot.dir / "bot.sqlite")
+    store = Store(bot.root / "bot.sqlite")
     conv = Conversation(bot.cascade, store, bot=bot)
     session = session or conv.new_session()
     say = lambda text: console.print(f"[bold green]bot>[/] {escape(text)}", soft_wrap=True)  # noqa: E731

@@ -93,22 +93,25 @@ def build(bot_dir, intent_bundle, encoder_bundle, base_model, kb_dir, answers, t
               help="Assumed share of out-of-scope messages in real traffic (weights the calibration).")
 def calibrate(bot_dir, target_precision, oos_share):
     """Re-calibrate the thresholds on the calibration half of the bundled question sets."""
+    from .bot import next_generation
     from .build import calibrate_bot
 
-    _echo(calibrate_bot(bot_dir, target=target_precision, oos_share=oos_share).to_dict(), True)
+    with next_generation(bot_dir) as gen:
+        thresholds = calibrate_bot(gen, target=target_precision, oos_share=oos_share)
+    _echo(thresholds.to_dict(), True)
 
 
 @group.command(epilog=EXAMPLE)
 @bot_dir_option
 def index(bot_dir):
     """Rebuild the knowledge index, re-embedding only documents that changed."""
-    from .bot import Bot, BotConfig, resolve
+    from .bot import Bot, next_generation, resolve
     from .retrieval import build_index
 
-    config = BotConfig.load(bot_dir)
-    bot = Bot.load(bot_dir, refresh_index=False)
-    _, stats = build_index(resolve(bot_dir, config.kb_dir), bot.dir / "index", bot.embed,
-                           encoder_id=bot.encoder.manifest.model_id, hnsw_above=config.hnsw_above)
+    with next_generation(bot_dir) as gen:
+        bot = Bot.load(gen, refresh_index=False)
+        _, stats = build_index(resolve(gen, bot.config.kb_dir), gen / "index", bot.embed,
+                               encoder_id=bot.encoder.manifest.model_id, hnsw_above=bot.config.hnsw_above)
     _echo(stats.to_dict(), False)
 
 

@@ -14,7 +14,7 @@ from typing import Callable
 
 from tuneforge.errors import ConfigError
 
-from .bot import BotConfig, portable, resolve
+from .bot import BotConfig, artefacts, next_generation, portable, resolve
 from .datasets import INTENT_TEST, INTENT_TRAIN
 from .feedback import fold_feedback
 from .store import Store
@@ -75,11 +75,14 @@ def retrain(bot_dir: str | Path, *, max_drop: float = 0.01, base_train: str | Pa
     report = RetrainReport(str(old_bundle), str(new_bundle), str(run.run_dir), data,
                            _headline(old_m), _headline(new_m), max_drop, accepted, reason)
     if accepted:
-        config.previous_intent_bundles = [*(config.previous_intent_bundles or []), config.intent_bundle]
-        config.intent_bundle = portable(new_bundle, bot_dir)
-        config.save(bot_dir)
-        progress("recalibrating thresholds for the new model")
-        report.thresholds = calibrate_bot(bot_dir, target=_target(bot_dir), **(calibration or {})).to_dict()
+        target = _target(bot_dir)
+        with next_generation(bot_dir) as gen:      # the new bundle and its thresholds switch together
+            config = BotConfig.load(gen)
+            config.previous_intent_bundles = [*(config.previous_intent_bundles or []), config.intent_bundle]
+            config.intent_bundle = portable(new_bundle, gen)
+            config.save(gen)
+            progress("recalibrating thresholds for the new model")
+            report.thresholds = calibrate_bot(gen, target=target, **(calibration or {})).to_dict()
     return report
 
 
@@ -90,5 +93,5 @@ def _headline(metrics: dict) -> dict:
 def _target(bot_dir: Path) -> float:
     from .calibrate import Thresholds
 
-    path = bot_dir / "thresholds.json"
+    path = artefacts(bot_dir) / "thresholds.json"
     return Thresholds.load(path).target_precision if path.is_file() else 0.9

@@ -33,4 +33,4 @@ def load_conversation(bot_dir: str | Path, *, intent_predictor=None, trust=None)
     from .conversation import Conversation
 
     bot = Bot.load(bot_dir, intent_predictor=intent_predictor, trust=trust)
-    return Conversation(bot.cascade, Store(bot.dir / "bot.sqlite"), bot=bot), bot
+    return Conversation(bot.cascade, Store(bot.root / "bot.sqlite"), bot=bot), bot

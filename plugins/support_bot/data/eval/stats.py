@@ -40,7 +40,8 @@ def kind(expected: str) -> str:
 def split_table(title: str, data: list[dict[str, str]], key) -> str:
     counts = Counter((key(r), r["split"]) for r in data)
     groups = sorted({g for g, _ in counts})
-    out = [f"**{title}** ({len(data)} rows)", "", "| group | calibration | evaluation | total |", "|---|---:|---:|---:|"]
+    out = [f"**{title}** ({len(data)} rows)", "",
+           "| group | calibration | evaluation | total |", "|---|---:|---:|---:|"]
     for g in groups:
         c, e = counts[(g, "calibration")], counts[(g, "evaluation")]
         out.append(f"| {g} | {c} | {e} | {c + e} |")
@@ -147,7 +148,8 @@ def main(argv: list[str]) -> int:
     print(tables())
     if "--check" in argv or "--near" in argv:
         problems = check(near="--near" in argv)
-        print("\n".join(problems) if problems else "\ncheck: ok (labels, kb pages, splits, duplicates, overlap with BANKING77 and the bundled question files)")
+        ok = "\ncheck: ok (labels, kb pages, splits, duplicates, overlap with BANKING77 and the bundled question files)"
+        print("\n".join(problems) if problems else ok)
         return 1 if problems else 0
     return 0
 
