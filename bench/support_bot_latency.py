@@ -1,6 +1,6 @@
 """Support bot: per-turn latency on CPU, in process, warm, transcript write included.
 
-    python bench/support_bot_latency.py [--bot-dir bots/support-bot] [--passages 10000] [--turns 600]
+    python bench/support_bot_latency.py [--bot-dir bots/support-bot] [--passages 10000] [--turns 600] [--sequential]
 
 Two knowledge bases, measured in one run with the same bot folder's bundles:
 
@@ -11,7 +11,10 @@ Two knowledge bases, measured in one run with the same bot folder's bundles:
 Each turn goes through :meth:`Conversation.turn` (intent model -> template / retrieval / clarify /
 hand-off -> SQLite transcript row), with questions drawn from the BANKING77 test set, the
 paraphrased knowledge-base questions and the out-of-scope set.  Latency is grouped by the kind
-of answer the turn got.  Results: bench/results/support_bot_latency.json.
+of answer the turn got.  By default a turn runs the encoder and the intent model at the same
+time, one thread each (see ``Bot.load``); ``--sequential`` also measures the bundled bot with the
+two one after the other, two threads each, in the same run.  Results:
+bench/results/support_bot_latency.json.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import numpy as np
 from common import ROOT, TWITTER, save
 
 from tuneforge.runinfo import cpu_description
+from tuneforge.runtime import available_cpus
 
 
 def filler_passages(n: int) -> list[str]:
@@ -81,11 +85,11 @@ def questions(turns: int, seed: int) -> list[str]:
     return mix[:turns] if len(mix) > turns else mix
 
 
-def measure(bot_dir: Path, texts: list[str], warmup: int = 30) -> dict:
+def measure(bot_dir: Path, texts: list[str], warmup: int = 30, threads: int | None = None) -> dict:
     from tuneforge.plugins.support_bot.service import load_conversation
 
     t = time.perf_counter()
-    conversation, bot = load_conversation(bot_dir)
+    conversation, bot = load_conversation(bot_dir, threads=threads)
     load_s = time.perf_counter() - t
     for text in texts[:warmup]:
         conversation.turn("warmup", text)
@@ -97,6 +101,7 @@ def measure(bot_dir: Path, texts: list[str], warmup: int = 30) -> dict:
         by_kind.setdefault(answer.kind, []).append((time.perf_counter() - start) * 1000)
     rows = len(conversation.store.turns(limit=10**9))
     conversation.store.close()
+    bot.close()
     out = {"chunks": len(bot.index), "index": bot.index.kind, "load_seconds": round(load_s, 2),
            "turns": len(texts), "transcript_rows": rows - warmup, "kinds": {}}
     for kind, values in sorted(by_kind.items()):
@@ -113,12 +118,24 @@ def main() -> None:
     parser.add_argument("--passages", type=int, default=10_000)
     parser.add_argument("--turns", type=int, default=600)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sequential", action="store_true",
+                        help="also measure the bundled bot with its two models run one after the other")
     args = parser.parse_args()
     texts = questions(args.turns, args.seed)
     results = {"cpu": cpu_description(), "bot_dir": str(args.bot_dir), "kb": {}}
     with tempfile.TemporaryDirectory(prefix="tf-botlat-") as work:
         for name, n in (("bundled", 0), (f"{args.passages // 1000}k", args.passages)):
-            r = measure(make_bot(args.bot_dir.resolve(), Path(work), n), texts)
+            bot_dir = make_bot(args.bot_dir.resolve(), Path(work), n)
+            if args.sequential and n == 0:
+                # the same turns with the two models one after the other, two threads each (the
+                # pre-parallel way), measured in this run beside the default
+                r = measure(bot_dir, texts, threads=available_cpus())
+                results["kb"]["bundled-sequential"] = r
+                print(f"bundled, models one after the other ({available_cpus()} threads each):", flush=True)
+                for kind, k in r["kinds"].items():
+                    print(f"   {kind:10} n={k['n']:4}  p50 {k['p50_ms']:6.2f} ms  p95 {k['p95_ms']:6.2f} ms",
+                          flush=True)
+            r = measure(bot_dir, texts)
             results["kb"][name] = r
             print(f"{name:8} {r['chunks']:6} chunks ({r['index']}), {r['turns']} turns, "
                   f"{r['transcript_rows']} transcript rows, load {r['load_seconds']} s", flush=True)

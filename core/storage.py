@@ -18,6 +18,7 @@ import os
 import shutil
 import sqlite3
 import tempfile
+import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -159,7 +160,7 @@ class Generations:
         """An empty folder to build the next generation in; switched to when the block succeeds."""
         self.folder.mkdir(parents=True, exist_ok=True)
         self._remove_dead_temps()
-        name = f"{time_stamp()}-{uuid.uuid4().hex[:6]}"
+        name = f"{time_stamp()}-{time.time_ns() % 10**9:09d}-{uuid.uuid4().hex[:4]}"   # sorts by creation
         tmp = self.folder / f".{name}.{os.getpid()}.tmp"
         tmp.mkdir()
         try:
@@ -191,8 +192,6 @@ class Generations:
 
 
 def time_stamp() -> str:
-    import time
-
     return time.strftime("%Y%m%d-%H%M%S", time.gmtime())
 
 
@@ -244,6 +243,10 @@ def open_sqlite(path: str | Path, migrations: Sequence[Migration], *, autocommit
                           f"understands ({len(migrations)})", hint="upgrade tuneforge")
     for target, step in enumerate(migrations[version:], start=version + 1):
         db.execute("BEGIN IMMEDIATE")
+        # another process may have migrated while this one waited for the write lock: re-read
+        if db.execute("PRAGMA user_version").fetchone()[0] >= target:
+            db.execute("COMMIT")
+            continue
         try:
             if callable(step):
                 step(db)

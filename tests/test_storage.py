@@ -104,3 +104,27 @@ def test_generations_switch_by_one_pointer_and_keep_the_newest(tmp_path):
     (tmp_path / "bot" / "CURRENT").write_text("../../etc\n")
     with pytest.raises(ConfigError, match="not a generation name"):
         gens.current()
+
+
+def test_two_processes_migrating_one_new_store_run_each_step_once(tmp_path):
+    """Two servers opening the same fresh store at once: the loser of the write lock must see the
+    winner's migration, not run it again ("duplicate column")."""
+    import subprocess
+    import sys
+
+    db = tmp_path / "bot.sqlite"
+    script = (
+        "import sys, time\n"
+        "from tuneforge.storage import open_sqlite\n"
+        "def slow(db):\n"
+        "    db.execute('CREATE TABLE t (a)')\n"
+        "    time.sleep(0.5)\n"
+        "open_sqlite(sys.argv[1], [slow, 'ALTER TABLE t ADD COLUMN b']).close()\n"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(db)], stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    errors = [p.communicate(timeout=60)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errors
+    conn = open_sqlite(db, ["CREATE TABLE t (a)", "ALTER TABLE t ADD COLUMN b"])
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert [r[1] for r in conn.execute("PRAGMA table_info(t)")] == ["a", "b"]

@@ -184,6 +184,22 @@ def test_cascade_hands_off_when_nothing_is_sure():
     assert ans.kind == "handoff" and "don't know" in ans.text
 
 
+@pytest.mark.parametrize("best, kind", [(0.45, "retrieval"), (0.2, "handoff")])
+def test_a_confident_knowledge_base_label_answers_from_the_pages(best, kind):
+    """An intent model that knows help-page questions (label knowledge_base): when that label is
+    the confident top one, the best passages answer down to the hand-off floor, even below the
+    retrieval threshold; it is never offered as a clarifying option."""
+    probs = {"knowledge_base": 0.8, "card_arrival": 0.12, "lost_or_stolen_card": 0.08}
+    cascade, calls = stub_cascade(probs, best=best, handoff=0.3)
+    memory = Memory()
+    ans = cascade.answer("what is the ATM fee", memory)
+    assert ans.kind == kind and calls
+    if kind == "retrieval":
+        assert "ATM fee is 2%." in ans.text and ans.confidence == 0.8 and ans.intent is None
+    else:                      # no passage resembles it: the usual cascade (intents only)
+        assert memory.pending == [] and ans.intent == "card_arrival"
+
+
 @pytest.mark.parametrize("best, kind", [(0.25, "handoff"), (0.45, "clarify")])
 def test_calibrated_handoff_only_for_questions_that_resemble_no_page(best, kind):
     """Below the hand-off similarity: a ticket; above it (looks like ours, nothing sure): ask."""
@@ -274,3 +290,26 @@ def test_feedback_and_labelled_tickets_are_folded_into_training_data(tmp_path):
     rows = list(csv.DictReader(open(out["file"], encoding="utf-8")))
     assert {"text": "my top up bounced", "category": "top_up_failed"} in rows
     assert {"text": "someone has my card [CARD]", "category": "lost_or_stolen_card"} in rows
+
+
+def test_intent_training_rows_add_bank_phrasings_and_help_pages_without_evaluation_rows():
+    """The support-intents task trains on BANKING77 train + bank phrasings written for tuneforge +
+    knowledge_base rows; nothing from an evaluation half may be among them, every label is the task's."""
+    from tuneforge.plugins.support_bot.datasets import (INTENT_TRAIN, intent_training_rows, kb_questions,
+                                                        labelled_questions)
+    from tuneforge.plugins.support_bot.router import eval_rows
+    from tuneforge.tasks import get_task
+
+    rows = intent_training_rows()
+    banking = labelled_questions(INTENT_TRAIN)
+    assert rows[:len(banking)] == banking and len(rows) > len(banking) + 800
+    assert {y for _, y in rows} <= set(get_task("support-intents").labels)
+    kb_rows = [t for t, y in rows if y == "knowledge_base"]
+    assert len(kb_rows) > 400
+    texts = {t.strip().lower() for t, _ in rows}
+    held_out = [q for q, _ in kb_questions(half="evaluation")] + \
+        [t for name in ("bank_paraphrases", "bank_unanswerable", "off_domain", "small_talk")
+         for t, _ in eval_rows(name, None, "evaluation")]
+    assert not [t for t in held_out if t.strip().lower() in texts]
+    test_file = INTENT_TRAIN.with_name("test.csv")          # any other file is read as it is
+    assert intent_training_rows(test_file) == labelled_questions(test_file)

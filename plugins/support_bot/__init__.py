@@ -38,13 +38,34 @@ def tuneforge_register_tasks(register):
     register(TaskSpec(
         name=TASK,
         kind="classification",
-        description="Banking customer-service intents (BANKING77: 77 intents, 10k train / 3k test).",
-        labels=json.loads((DATA / "categories.json").read_text()),
+        description="Banking customer-service intents (BANKING77: 77 intents, 10k train / 3k test; "
+                    "plus knowledge_base: questions the help pages answer).",
+        labels=[*json.loads((DATA / "categories.json").read_text()), "knowledge_base"],
         data_files={"train": str(DATA / "train.csv"), "test": str(DATA / "test.csv")},
         columns={"text": "text", "label": "category"},
         train_defaults={"mode": "full", "epochs": 3, "max_length": 64, "batch_size": 32,
                         "learning_rate": 1e-4},
     ))
+
+
+@hookimpl
+def tuneforge_load_data(task, path, split):
+    """support-intents, given its bundled training file, trains on more than BANKING77: the bank
+    questions in other phrasings written for tuneforge and, as ``knowledge_base``, what the help
+    pages answer (:func:`.datasets.intent_training_rows`).  Other files go to core's loader."""
+    if task.name != TASK or split != "train":
+        return None
+    from .datasets import INTENT_TRAIN, intent_training_rows
+
+    if Path(path).resolve() != INTENT_TRAIN.resolve():
+        return None
+    import hashlib
+
+    from tuneforge.data import Dataset, Example
+
+    rows = intent_training_rows(path)
+    digest = hashlib.sha256("\n".join(f"{t}\t{y}" for t, y in rows).encode("utf-8")).hexdigest()
+    return Dataset([Example(text=t, label=y, line=i + 2) for i, (t, y) in enumerate(rows)], str(path), digest)
 
 
 @hookimpl

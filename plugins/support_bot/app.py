@@ -39,6 +39,11 @@ def load(context: AppContext) -> LoadedApp:
         bot.retrieve([WARMUP_TEXT], k=1)
 
     router = make_router(conversation, list(bot.intent_predictor.manifest.labels), metrics=metrics)
-    return LoadedApp(name=context.name, routers=[router], warmup=warmup, close=conversation.store.close,
+
+    def close():
+        conversation.store.close()
+        bot.close()
+
+    return LoadedApp(name=context.name, routers=[router], warmup=warmup, close=close,
                      info={"intent_model": bot.intent_predictor.manifest.model_id},
                      predictor=bot.intent_predictor)

@@ -23,10 +23,11 @@ from typing import Iterator
 import numpy as np
 
 from tuneforge.errors import ConfigError, UsageError
+from tuneforge.runtime.session import available_cpus
 from tuneforge.storage import Generations, write_json
 
 from .calibrate import Thresholds
-from .cascade import Cascade
+from .cascade import KB_INTENT, Cascade
 from .knowledge import load_answers
 from .retrieval import HNSW_ABOVE, KnowledgeIndex, build_index, kb_changed
 
@@ -140,7 +141,8 @@ class Bot:
     """Everything needed to answer; build a :class:`Conversation` on top for sessions and storage."""
 
     def __init__(self, bot_dir: Path, config: BotConfig, intent_predictor, encoder, index: KnowledgeIndex,
-                 answers: dict[str, str], thresholds: Thresholds, root: Path | None = None):
+                 answers: dict[str, str], thresholds: Thresholds, root: Path | None = None,
+                 parallel: bool = False):
         self.dir, self.config = bot_dir, config          # dir: the generation; root: the bot folder (store)
         self.root = root or bot_dir
         self.intent_predictor, self.encoder, self.index = intent_predictor, encoder, index
@@ -148,25 +150,42 @@ class Bot:
         self.cascade = Cascade(self.score_intents, self.retrieve, answers, thresholds, top_k=config.top_k)
         self.router, self.responses = None, {}
         self._vectors: dict[str, np.ndarray] = {}      # the last texts embedded: router and retrieval share one call
+        self._scores: dict[str, dict[str, float]] = {}  # the last texts scored by the intent model
+        self._pool = None                               # runs the intent model beside the encoder (see prepare)
+        if parallel:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(max_workers=available_cpus(), thread_name_prefix="bot-intent")
 
     @classmethod
     def load(cls, bot_dir: str | Path = DEFAULT_BOT_DIR, *, intent_predictor=None,
-             thresholds: Thresholds | None = None, refresh_index: bool = True, trust=None) -> "Bot":
-        """Load a bot folder; ``intent_predictor``: an already loaded intent bundle (``serve``)."""
+             thresholds: Thresholds | None = None, refresh_index: bool = True, trust=None,
+             threads: int | None = None) -> "Bot":
+        """Load a bot folder; ``intent_predictor``: an already loaded intent bundle.
+
+        ``threads``: intra-op threads of each model.  By default, on a machine with two or more
+        CPUs, each model gets one thread and a turn runs the encoder (routing, retrieval) and the
+        intent model at the same time, each on its own core: at batch 1 that is nearly twice as
+        fast as the two one after the other with two threads each.
+        """
         from tuneforge.runtime import Predictor
 
         root = Path(bot_dir)
         bot_dir = artefacts(root)
         config = BotConfig.load(bot_dir)
-        intent = intent_predictor or Predictor.load(resolve(bot_dir, config.intent_bundle), trust=trust)
+        parallel = threads is None and available_cpus() >= 2
+        threads = 1 if parallel else threads
+        intent = intent_predictor or Predictor.load(resolve(bot_dir, config.intent_bundle), trust=trust,
+                                                    threads=threads)
         if intent.kind != "classification":
             raise UsageError(f"the intent bundle {config.intent_bundle} is a {intent.kind} model",
                              hint="use a support-intents (classification) bundle")
-        encoder = Predictor.load(resolve(bot_dir, config.encoder_bundle), trust=trust)
+        encoder = Predictor.load(resolve(bot_dir, config.encoder_bundle), trust=trust, threads=threads)
         if encoder.kind != "embedding":
             raise UsageError(f"the encoder bundle {config.encoder_bundle} is a {encoder.kind} model",
                              hint="build one with `tuneforge support-bot build`")
-        answers = load_answers(resolve(bot_dir, config.answers), labels=list(intent.manifest.labels))
+        answers = load_answers(resolve(bot_dir, config.answers),
+                               labels=[x for x in intent.manifest.labels if x != KB_INTENT])
         if thresholds is None:
             thresholds = Thresholds.load(bot_dir / "thresholds.json")
             made_for = thresholds.calibrated_for
@@ -182,7 +201,8 @@ class Bot:
             log.info("knowledge index rebuilt: %s", stats.to_dict())
         else:
             index = KnowledgeIndex.load(index_dir)
-        bot = cls(bot_dir, config, intent, encoder, index, answers, thresholds, root=root)
+        bot = cls(bot_dir, config, intent, encoder, index, answers, thresholds, root=root,
+                  parallel=parallel and intent_predictor is None)
         if (bot_dir / "router" / "router.json").is_file():
             from .router import Router
             from .smalltalk import load_responses
@@ -196,7 +216,25 @@ class Bot:
 
     # -- the cascade's two scorers ----------------------------------------------
     def score_intents(self, texts: list[str]) -> list[dict[str, float]]:
+        if len(texts) == 1 and texts[0] in self._scores:
+            return [self._scores[texts[0]]]
         return [p.scores or {} for p in self.intent_predictor.predict(texts)]
+
+    def prepare(self, text: str) -> None:
+        """Embed ``text`` and score its intents at once (two threads, one model each), so the
+        router, the cascade and the knowledge search of this turn find both ready."""
+        if self._pool is None or text in self._scores:
+            return
+        future = self._pool.submit(lambda: (self.intent_predictor.predict([text])[0].scores or {}))
+        self.embed([text])
+        scores = future.result()
+        if len(self._scores) >= 256:
+            self._scores.clear()
+        self._scores[text] = scores
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """Unit vectors of ``texts``; a single text embedded a moment ago is not embedded again

@@ -16,6 +16,7 @@ from tuneforge.errors import UsageError
 
 from .bot import Bot, BotConfig, bundle_identity, next_generation, portable, resolve
 from .calibrate import Calibration, Thresholds, threshold_for_precision
+from .cascade import KB_INTENT
 from .datasets import (
     ANSWERS,
     INTENT_TEST,
@@ -69,6 +70,9 @@ def calibrate(bot: Bot, *, target: float = 0.9, questions: list[tuple[str, str]]
     """
     if not questions or not oos:
         raise UsageError("calibration needs labelled in-scope questions and out-of-scope questions")
+    if KB_INTENT in bot.intent_predictor.manifest.labels:
+        # the intent model knows help-page questions as one label: its threshold is calibrated on them too
+        questions = list(questions) + [(q, KB_INTENT) for q, _ in kb]
     texts = [q for q, _ in questions] + oos
     gold = [y for _, y in questions] + [None] * len(oos)
     probs = bot.score_intents(texts)

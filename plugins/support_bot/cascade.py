@@ -6,6 +6,11 @@
    an answer quoting the best passages, with their sources;
 3. else the top two intents together are likely and close: "did you mean A or B?";
 4. else an honest "I don't know" and a hand-off to a human (the caller files a ticket).
+
+An intent model may also have the label ``knowledge_base`` (:data:`KB_INTENT`): questions the help
+pages answer rather than an intent template.  When it is the confident top label, the answer
+quotes the best passages (down to ``thresholds.handoff``, the "resembles our pages" floor); it is
+never offered as a clarifying option.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from .calibrate import Thresholds
 from .knowledge import humanize, render
 from .retrieval import Hit
 
+KB_INTENT = "knowledge_base"
 KINDS = ("template", "retrieval", "clarify", "handoff", "smalltalk", "decline")
 IntentScorer = Callable[[list[str]], list[dict[str, float]]]     # texts -> {label: probability}
 Retriever = Callable[[list[str], int], list[list[Hit]]]          # texts, k -> hits per text
@@ -122,12 +128,24 @@ class Cascade:
             return ans
         t0 = time.perf_counter()
         probs = self.score_intents([text])[0]
-        ranked = sorted(probs.items(), key=lambda kv: -kv[1])[:2] + [(None, 0.0)] * 2
+        p_kb = probs.get(KB_INTENT, 0.0)
+        ranked = sorted(((i, p) for i, p in probs.items() if i != KB_INTENT), key=lambda kv: -kv[1])[:2]
+        ranked += [(None, 0.0)] * 2
         (i1, p1), (i2, p2) = ranked[0], ranked[1]
         candidates = [(i, p) for i, p in ranked[:2] if i is not None]
         timings["intent"] = (time.perf_counter() - t0) * 1000
         th = self.thresholds
-        if i1 is not None and p1 >= th.intent:
+        kb_hits = None
+        if p_kb > p1 and p_kb >= th.intent:      # the intent model says: a help-page question
+            t1 = time.perf_counter()
+            kb_hits = self.retrieve([text], self.top_k)[0]
+            timings["retrieval"] = (time.perf_counter() - t1) * 1000
+            floor = min(th.retrieval, th.handoff) if th.handoff != float("inf") else th.retrieval
+            kb_hits = [h for h in kb_hits if h.score >= floor] or None
+        if kb_hits:
+            ans = self.from_passages(kb_hits, kb_hits[0].score, memory, candidates, floor=floor)
+            ans.confidence = p_kb
+        elif i1 is not None and p1 >= th.intent:
             ans = self._template(i1, p1, memory, candidates)
         else:
             t1 = time.perf_counter()
@@ -154,8 +172,10 @@ class Cascade:
         ans.timings_ms = {**timings, "total": (time.perf_counter() - t0) * 1000}
         return ans
 
-    def from_passages(self, hits: list[Hit], best: float, memory: Memory, candidates) -> Answer:
-        used = [h for h in hits if h.score >= self.thresholds.retrieval][:self.max_passages]
+    def from_passages(self, hits: list[Hit], best: float, memory: Memory, candidates,
+                      floor: float | None = None) -> Answer:
+        floor = self.thresholds.retrieval if floor is None else floor
+        used = [h for h in hits if h.score >= floor][:self.max_passages]
         parts = [self.message("_retrieval", memory)]
         for h in used:
             parts.append(f"{_trim(h.chunk.text)}\n(source: {h.chunk.citation})")

@@ -66,6 +66,9 @@ class Conversation:
         router = getattr(self.bot, "router", None)
         route = None
         if router is not None:
+            prepare = getattr(self.bot, "prepare", None)
+            if prepare is not None:         # encoder and intent model side by side (Bot.prepare)
+                prepare(text)
             route = router.routes(self.bot.embed([text]))[0]
             if not route.is_bank:
                 memory.pending = []

@@ -66,3 +66,33 @@ def out_of_scope(path: str | Path = OUT_OF_SCOPE, half: str | None = None) -> li
 def kb_questions(path: str | Path = KB_QUESTIONS, half: str | None = None) -> list[tuple[str, str]]:
     """(paraphrased question, knowledge-base file that answers it)."""
     return _pick(_csv(Path(path), ("question", "source")), lambda x: x[0], half)
+
+
+BANK_PHRASINGS = DATA / "conversation" / "bank_train.csv"   # also the router's bank references
+
+
+def intent_training_rows(path: str | Path = INTENT_TRAIN) -> list[tuple[str, str]]:
+    """The support-intents task's training rows: (text, label).
+
+    For the bundled file (BANKING77 train) the task trains on more than BANKING77: the bank
+    questions in other phrasings written for tuneforge (``data/conversation/bank_train.csv``;
+    their intent, or -- for the ones the help pages answer -- the label ``knowledge_base``),
+    the calibration half of the knowledge-base questions and the knowledge-base passages
+    themselves (also ``knowledge_base``).  Any other file is read as it is.
+    """
+    from .cascade import KB_INTENT
+
+    rows = labelled_questions(path)
+    if Path(path).resolve() != INTENT_TRAIN.resolve():
+        return rows
+    labels = {y for _, y in rows}
+    for text, expected in _csv(BANK_PHRASINGS, ("text", "expected")):
+        if expected in labels:
+            rows.append((text, expected))
+        elif expected.startswith("kb:"):
+            rows.append((text, KB_INTENT))
+    rows += [(q, KB_INTENT) for q, _ in kb_questions(half="calibration")]
+    from .knowledge import load_documents
+
+    rows += [(" ".join(c.text.split())[:300], KB_INTENT) for d in load_documents(KB_DIR) for c in d.chunks]
+    return rows

@@ -110,10 +110,14 @@ def conversation_sets(half: str = "evaluation") -> dict[str, list[tuple[str, str
     """(text, expected) per set: an intent, ``kb:<page>``, ``handoff``, ``decline`` or a small-talk act."""
     from .router import eval_rows
 
+    paraphrases = eval_rows("bank_paraphrases", "expected", half)
+    # a paraphrase written to need a person (expected "handoff") is an in-domain unanswerable
+    # question: it is scored with those, so "paraphrases" holds only questions the bot can answer
     return {
         "in_scope": labelled_questions(INTENT_TEST, half),
-        "paraphrases": eval_rows("bank_paraphrases", "expected", half),
-        "unanswerable": [(t, "handoff") for t, _ in eval_rows("bank_unanswerable", None, half)],
+        "paraphrases": [(t, e) for t, e in paraphrases if e != "handoff"],
+        "unanswerable": [(t, "handoff") for t, _ in eval_rows("bank_unanswerable", None, half)]
+        + [(t, e) for t, e in paraphrases if e == "handoff"],
         "kb_questions": [(q, "kb:" + s) for q, s in kb_questions(KB_QUESTIONS, half)],
         "off_domain": [(t, "decline") for t, _ in eval_rows("off_domain", "domain", half)],
         "small_talk": eval_rows("small_talk", "act", half),

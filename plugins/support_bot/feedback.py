@@ -34,15 +34,14 @@ def record_feedback(store: Store, labels: list[str], *, turn_id: int | None = No
 
 
 def fold_feedback(store: Store, base_train: str | Path, out: str | Path) -> dict:
-    """Write ``out`` = the base training CSV (text, category) + rows learned from feedback.
+    """Write ``out`` = the base training rows (text, category) + rows learned from feedback.
 
     Duplicates of base rows (same text, any case) are not added twice.  Returns counts.
     """
+    from .datasets import intent_training_rows
+
     base_train, out = Path(base_train), Path(out)
-    with open(base_train, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        label_col = "category" if "category" in (reader.fieldnames or []) else "label"
-        base = [(r["text"], r[label_col]) for r in reader]
+    base = intent_training_rows(base_train)     # the bundled file: with the task's extra rows
     seen = {t.strip().lower() for t, _ in base}
     added, origins = [], []
     for text, intent, origin in store.training_rows():

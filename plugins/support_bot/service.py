@@ -27,10 +27,10 @@ def bot_labels(bot_dir: str | Path) -> list[str]:
     return list(load_manifest(resolve_bundle_dir(resolve(bot_dir, config.intent_bundle))).labels)
 
 
-def load_conversation(bot_dir: str | Path, *, intent_predictor=None, trust=None):
-    """(Conversation, Bot) for a bot folder, its store opened beside it."""
+def load_conversation(bot_dir: str | Path, *, intent_predictor=None, trust=None, threads: int | None = None):
+    """(Conversation, Bot) for a bot folder, its store opened beside it (``threads``: see :meth:`Bot.load`)."""
     from .bot import Bot
     from .conversation import Conversation
 
-    bot = Bot.load(bot_dir, intent_predictor=intent_predictor, trust=trust)
+    bot = Bot.load(bot_dir, intent_predictor=intent_predictor, trust=trust, threads=threads)
     return Conversation(bot.cascade, Store(bot.root / "bot.sqlite"), bot=bot), bot
