@@ -64,6 +64,7 @@ class LoadedApp:
     predictor: Any = None
     task: "TaskSpec | None" = None
     public_paths: frozenset = frozenset()   # paths served without the token (an app's web page)
+    pages: Any = None                        # a tuneforge.webpages.WebPages: its routes join, its paths are public
 
     def __post_init__(self):
         if not self.name:
@@ -75,6 +76,11 @@ class LoadedApp:
         if self.worker is not None and not (callable(getattr(self.worker, "start", None))
                                             and callable(getattr(self.worker, "stop", None))):
             raise TypeError("LoadedApp.worker needs start() and stop()")
+        if self.pages is not None:
+            if not (callable(getattr(self.pages, "router", None)) and hasattr(self.pages, "public_paths")):
+                raise TypeError("LoadedApp.pages must be a tuneforge.webpages.WebPages")
+            self.routers = [*self.routers, self.pages.router()]
+            self.public_paths = frozenset(self.public_paths) | self.pages.public_paths
 
 
 @dataclass

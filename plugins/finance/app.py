@@ -53,8 +53,11 @@ class MonitorCollector:
 
 
 def load(context: AppContext) -> LoadedApp:
+    from tuneforge.webpages import WebPages
+
     from .config import MonitorConfig
     from .http import make_router
+    from .live import LiveView, make_live_router
     from .monitor import Monitor
 
     config = MonitorConfig.load(context.require_path("a monitor.toml"))
@@ -62,7 +65,8 @@ def load(context: AppContext) -> LoadedApp:
     monitor = context.options.get("monitor") or Monitor(config)
     context.metrics.register(MonitorCollector(monitor))
     worker = None if context.options.get("monitor") else MonitorWorker(monitor)
-    return LoadedApp(name=context.name, routers=[make_router(monitor)], worker=worker,
+    return LoadedApp(name=context.name, routers=[make_router(monitor), make_live_router(LiveView(monitor))],
+                     pages=WebPages.of(__package__), worker=worker,
                      warmup=lambda: monitor.scorer.score([WARMUP_TEXT]),
                      close=None if context.options.get("monitor") else monitor.close,
                      info={"scorer": monitor.scorer.describe() if hasattr(monitor.scorer, "describe") else

@@ -8,6 +8,9 @@ from tuneforge.application import AppContext, LoadedApp
 def load(context: AppContext) -> LoadedApp:
     from prometheus_client import Counter
 
+    from tuneforge.webpages import WebPages
+
+    from .browse import make_users_router
     from .routes import make_router
     from .service import Recommender
 
@@ -18,6 +21,7 @@ def load(context: AppContext) -> LoadedApp:
     def warmup():
         rec.recommend(None, taste="a funny adventure", k=1, explain=False)
 
-    return LoadedApp(name=context.name, routers=[make_router(rec, on_recommend=served)], warmup=warmup,
+    return LoadedApp(name=context.name, routers=[make_router(rec, on_recommend=served), make_users_router(rec)],
+                     warmup=warmup, pages=WebPages.of(__package__),
                      info={"items": len(rec.catalogue.ids)},
                      predictor=rec.encoder.predictor)

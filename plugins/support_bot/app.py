@@ -27,6 +27,8 @@ class BotMetrics:
 
 
 def load(context: AppContext) -> LoadedApp:
+    from tuneforge.webpages import WebPages
+
     from .routes import make_router
     from .service import load_conversation
 
@@ -46,4 +48,4 @@ def load(context: AppContext) -> LoadedApp:
 
     return LoadedApp(name=context.name, routers=[router], warmup=warmup, close=close,
                      info={"intent_model": bot.intent_predictor.manifest.model_id},
-                     predictor=bot.intent_predictor)
+                     predictor=bot.intent_predictor, pages=WebPages.of(__package__))
