@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -81,7 +82,7 @@ def test_build_writes_folder_and_table(built):
     names = [r.model for r in report.rows]
     expected = ["popularity", f"item-kNN ({s['knn_neighbours']} neighbours)", f"EASE (lambda {s['ease_lambda']:g})",
                 "BPR-MF"] + (["ALS (implicit)"] if ALS.available() else []) + [
-                "two-tower (text)", "two-tower + blend", "ranker (LightGBM lambdarank)"]
+                "text tower (two-tower)", "text tower + blend", "ranker (LightGBM lambdarank)"]
     assert names == expected
     for r in report.rows:
         assert 0 <= r.full["hr@10"] <= 1 and r.full["users"] == report.users > 0
@@ -90,6 +91,15 @@ def test_build_writes_folder_and_table(built):
     ease_log = s["validation"]["ease_lambda"]
     assert ease_log[str(float(s["ease_lambda"]))] == max(ease_log.values())
     assert s["ranker"]["rounds"] >= 1 and 0 < s["ranker"]["test_candidate_recall"] <= 1
+    # the ranker's feature set, extra phases and tree shape: the best of the validation CV search
+    search = s["ranker"]["search"]
+    best = max(search, key=lambda r: r["cv_ndcg@10"])
+    assert len(search) >= 4 and s["ranker"]["cv_ndcg@10"] == best["cv_ndcg@10"]
+    assert (s["ranker"]["feature_set"], s["ranker"]["extra_phases"]) == (best["features"], best["extra_phases"])
+    # the text tower's mix of fine-tuned and base encoder: the best on the cold-start validation window
+    grid = s["text_mix_validation"]["grid"]
+    assert grid[str(s["text_mix"])]["ndcg@10"] == max(v["ndcg@10"] for v in grid.values())
+    assert s["cold_start"]["validation_cutoff"] < s["cold_start"]["cutoff"]
     # the synthetic users like one genre each: every collaborative model beats popularity here
     full = {r.model.split(" (")[0]: r.full["hr@10"] for r in report.rows}
     assert full["EASE"] > full["popularity"] and full["ranker"] > full["popularity"]
@@ -99,7 +109,14 @@ def test_build_writes_folder_and_table(built):
         assert 0 <= c["hr@10"] <= 1 and c["users"] > 0
     meta = json.loads((folder / "recommender.json").read_text())
     assert meta["blend"]["features"] == ["tt", "pop", "recent", "genre", "knn"]
-    assert meta["ranker"]["features"] == list(RANKER_FEATURES)
+    assert meta["ranker"]["features"] == s["ranker"]["features"] and set(meta["ranker"]["features"]) <= set(
+        RANKER_FEATURES)
+    assert meta["text"]["mix"] == s["text_mix"] and (meta["text"]["base_bundle"] is None) == (s["text_mix"] == 0)
+    ease_rows = np.load(folder / "user_ease.npy")
+    assert ease_rows.shape == (meta["users"], meta["items"]) and ease_rows.dtype == np.float16
+    cold_models = {c["model"] for c in report.cold if c["protocol"] == "cold items"}
+    assert {"text tower", "text tower + blend", "genre affinity"} <= cold_models
+    assert any(m.startswith("popularity so far") for m in cold_models)
     md = (folder / "eval.md").read_text()
     assert "| ranker (LightGBM lambdarank) |" in md and "| cold items | genre affinity |" in md
     assert f"seed {report.seed}" in md and "build wall time" in md
@@ -115,7 +132,15 @@ def test_recommend_known_user_filters_seen_and_explains(built):
     assert out["mode"] == "history" and out["ranked_by"] == "ranker" and out["history_size"] == len(seen)
     first = out["recommendations"][0]
     assert first["because"] and first["because"][0]["item"] in seen
-    assert list(first["features"]) == list(RANKER_FEATURES)
+    assert list(first["features"]) == rec.ranker_features
+    # the EASE scores stored at build time are the ones summed now
+    stored = rec._user_ease("u01")
+    history, _ = rec._history("u01")
+    assert np.allclose(stored["ease"], rec.sources.ease_scores(history), atol=2e-2)
+    rec.user_ease = None
+    again = rec.recommend("u01", k=5)
+    assert [r["item"] for r in again["recommendations"]] == items
+    rec.user_ease = np.load(folder / "user_ease.npy", mmap_mode="r")
     # /v1/score gives the same ranker scores as the ranking
     scored = rec.score("u01", items[:2])["scores"]
     assert [s["score"] for s in scored] == pytest.approx([r["score"] for r in out["recommendations"][:2]], abs=1e-3)
@@ -157,7 +182,7 @@ def test_cli_recommend(built):
     res = runner.invoke(cli, ["recommend", "--model-dir", str(built[0])])
     assert res.exit_code == 2 and "exactly one of --user" in res.output
     res = runner.invoke(cli, ["recommender", "eval", "--model-dir", str(built[0])])
-    assert res.exit_code == 0 and "two-tower + blend" in res.output
+    assert res.exit_code == 0 and "text tower + blend" in res.output
     assert "ranker (LightGBM lambdarank)" in res.output and "| cold users (2 items) |" in res.output
 
 
