@@ -232,3 +232,36 @@ def test_choose_ranker_keeps_the_best_validation_configuration():
     best = max(info["search"], key=lambda r: r["cv_ndcg@10"])
     assert info["cv_ndcg@10"] == best["cv_ndcg@10"] and info["tree"]["num_leaves"] == best["num_leaves"]
     assert booster.num_feature() == len(ALL_FEATURES)
+
+
+def test_text_mix_is_chosen_on_the_validation_window():
+    from tuneforge.plugins.recommender.coldstart import ColdStartSplit
+    from tuneforge.plugins.recommender.coldstart_eval import choose_text_mix, user_independence
+    from tuneforge.plugins.recommender.data import Catalogue
+
+    cat = Catalogue(ids=[str(i) for i in range(6)], titles=[f"t{i}" for i in range(6)])
+    # items 3-5 are new; user text "Liked: t0" should find item 3, "Liked: t1" item 4, "Liked: t2" item 5
+    base_items = np.eye(6, dtype=np.float32)[[0, 1, 2, 0, 1, 2]]
+    tuned_items = np.tile(np.array([[1.0, 0, 0]], np.float32), (6, 1))   # one order for everyone: collapsed
+    tuned_items[5] = [0.8, 0.6, 0]
+
+    class Fake:
+        def __init__(self, table, dim):
+            self.table, self.dim = table, dim
+
+        def __call__(self, texts, batch_size=64):
+            return np.stack([self.table(int(t.split("t")[-1])) for t in texts]).astype(np.float32)
+
+    base = Fake(lambda i: np.eye(6)[i], 6)
+    tuned = Fake(lambda i: np.array([1.0, 0, 0]), 3)
+    cases = [ColdCase(u, np.array([u]), 0.0, 3 + u, np.zeros(0, np.int64)) for u in range(3)]
+    cold = ColdStartSplit(0.0, np.zeros(0, int), np.zeros(0, int), np.zeros(0, int), np.array([3, 4, 5]), cases,
+                          {1: []}, np.zeros(6, np.float32))
+    mix, log = choose_text_mix(cold, cat, (tuned, tuned_items), (base, base_items), n=5, k=1)
+    # the collapsed tower alone misses; any share of the base encoder finds every item; ties keep the
+    # smallest base weight (the trained tower first)
+    assert log["grid"]["0.0"]["hr@1"] < 1.0 and mix == 0.25 and log["grid"]["0.25"]["hr@1"] == 1.0
+    assert log["user_independence"]["fine-tuned"] == 1.0           # the same order for every user
+    assert np.isnan(log["user_independence"]["base"])               # the average user prefers nothing here
+    assert choose_text_mix(cold, cat, (tuned, tuned_items), None, n=5)[0] == 0.0
+    assert user_independence(np.array([[1.0, 2, 3], [2.0, 4, 6]])) == 1.0

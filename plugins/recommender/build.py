@@ -213,7 +213,7 @@ def build_recommender(config: BuildConfig, *, progress=print) -> tuple[Path, Eva
     t0 = time.perf_counter()
     parts = []
     if 0.0 < mix:
-        parts.append((f"fine-tuned tower alone", tuned_enc, vec_tuned))
+        parts.append(("fine-tuned tower alone", tuned_enc, vec_tuned))
     if mix < 1.0 and base_enc is not None:
         parts.append(("base encoder alone (not fine-tuned)", base_enc, vec_base))
     cold_rows = cold_start_rows(cold, catalogue, item_vectors, encoder, tuned, blend, ranker, config,

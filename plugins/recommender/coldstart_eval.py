@@ -44,7 +44,23 @@ def choose_text_mix(cold_val: ColdStartSplit, catalogue, tuned, base, n: int, k:
             f"HR@{k} {m[f'hr@{k}']:.4f} ({m['users']} users, {len(cold_val.new_items)} new items)")
     best = max(grid, key=lambda a: (log[str(a)][f"ndcg@{k}"], log[str(a)][f"hr@{k}"]))
     return float(best), {"grid": log, "users": len(cases), "new_items": int(len(cold_val.new_items)),
-                         "cutoff": cold_val.cutoff}
+                         "cutoff": cold_val.cutoff, "user_independence": {
+                             "fine-tuned": user_independence(s_t[:, cold_val.new_items]),
+                             "base": user_independence(s_b[:, cold_val.new_items])}}
+
+
+def user_independence(scores: np.ndarray) -> float:
+    """Mean correlation of each user's scores over the candidates with the average user's: near 1, every
+    user gets the same order (the model ranks items, not items for a user: the collapse to an item prior)."""
+    if len(scores) < 2 or scores.shape[1] < 2:
+        return float("nan")
+    mean = scores.mean(0) - scores.mean()
+    rows = scores - scores.mean(1, keepdims=True)
+    norms = np.linalg.norm(rows, axis=1) * np.linalg.norm(mean)
+    ok = norms > 1e-12
+    if not ok.any():      # the average user prefers nothing (or every user scores all items alike)
+        return float("nan")
+    return round(float(((rows[ok] @ mean) / norms[ok]).mean()), 4)
 
 
 def cold_start_rows(cold: ColdStartSplit, catalogue, item_vectors: np.ndarray, encoder, tuned, blend, ranker,

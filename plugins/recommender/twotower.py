@@ -143,33 +143,6 @@ class Encoder:
         return int(self.predictor.manifest.output["shape"][-1])
 
 
-class FrozenEncoder:
-    """The base encoder as shipped (no fine-tuning): mean-pooled, L2-normalised (torch; evaluation only)."""
-
-    def __init__(self, base_model: str, max_length: int = 64):
-        import torch
-        from transformers import AutoModel, AutoTokenizer
-
-        from tuneforge.models import resolve_model_path
-
-        path = resolve_model_path(base_model)
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModel.from_pretrained(path).eval()
-        self.max_length, self.torch = max_length, torch
-
-    def __call__(self, texts: list[str], batch_size: int = 128) -> np.ndarray:
-        torch, out = self.torch, []
-        with torch.inference_mode():
-            for i in range(0, len(texts), batch_size):
-                enc = self.tokenizer(list(texts[i:i + batch_size]), padding=True, truncation=True,
-                                     max_length=self.max_length, return_tensors="pt")
-                h = self.model(**enc).last_hidden_state
-                mask = enc["attention_mask"].unsqueeze(-1).to(h.dtype)
-                out.append(((h * mask).sum(1) / mask.sum(1).clamp(min=1e-9)).numpy())
-        v = np.concatenate(out) if out else np.zeros((0, 1), np.float32)
-        return (v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)).astype(np.float32)
-
-
 class MixedEncoder:
     """The text tower's vectors: ``[sqrt(1 - a) * tuned(text), sqrt(a) * base(text)]`` for a mix
     weight ``a`` chosen on validation, so that one inner product is the blended cosine
