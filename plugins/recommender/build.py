@@ -1,14 +1,17 @@
 """Build a recommender folder end to end, evaluating every model on the way.
 
-data folder -> positives (threshold) -> leave-last-out + cold-start cut-off -> EASE lambda /
-item-kNN neighbours on validation -> baselines -> two-tower (engine train on pre-cut-off pairs
-+ export, or a given bundle) -> item vectors + FAISS index -> blend and LightGBM ranker fitted
-on validation -> test-phase table -> cold-start table -> serving folder:
+data folder -> positives (threshold) -> leave-last-out + cold-start cut-off (and its validation
+window one window earlier) -> EASE lambda / item-kNN neighbours on validation -> baselines ->
+two-tower (engine train on pairs before the validation window + export, or a given bundle) and
+the base encoder exported as is -> the text mix chosen on the cold-start validation window ->
+item vectors + FAISS index -> blend and LightGBM ranker (settings by group k-fold) fitted on
+validation -> test-phase table -> cold-start table -> serving folder:
 
-``recommender.json`` (settings, blend, bundle), ``items.jsonl``, ``item_vectors.npy``,
+``recommender.json`` (settings, blend, bundles, text mix), ``items.jsonl``, ``item_vectors.npy``,
 ``index.faiss``, ``space.npz`` + ``knn.npz`` + ``ease.npy`` (features over *all* positives),
-``ranker.txt`` (the LightGBM ranker),
-``histories.json`` (known users), ``eval.json`` / ``eval.md``.
+``ranker.txt`` (the LightGBM ranker), ``histories.json`` (known users), ``user_vectors.npy`` +
+``user_ease.npy`` + ``user_ease_last.npy`` (known users' text vectors and EASE scores),
+``eval.json`` / ``eval.md``.
 """
 
 from __future__ import annotations
