@@ -1,7 +1,7 @@
 """Recommender benchmark: the leave-last-out table, the cold-start table and serving latency.
 
 Warm rows: popularity, item-kNN and EASE (neighbours / lambda chosen on validation), BPR-MF,
-ALS (``implicit``, if installed), two-tower (text), two-tower + blend, the LightGBM ranker;
+ALS (``implicit``, if installed), the text tower, text tower + blend, the LightGBM ranker;
 full-catalogue and sampled-100 protocols.  Cold-start rows: new items (ranked among the new
 items) and new users (1 or 2 interactions).  Seed and wall time.  Then the latency of
 ``recommend(user, k=10)`` for known users, warm, on this machine's CPU (p50 / p95 / p99
@@ -71,7 +71,9 @@ def main() -> None:
     ap.add_argument("--mode", default="top-k")
     ap.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: all CPUs)")
     ap.add_argument("--latency-users", type=int, default=300)
-    ap.add_argument("--frozen", action="store_true", help="also score cold start with the frozen base MiniLM")
+    ap.add_argument("--base-bundle", help="the base encoder already exported as a bundle (skip its export)")
+    ap.add_argument("--text-mix", type=float, default=None,
+                    help="base-encoder weight in the text tower (default: chosen on the cold-start validation window)")
     ap.add_argument("--cold-fraction", type=float, default=0.1)
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
@@ -84,11 +86,12 @@ def main() -> None:
     cfg = BuildConfig(data=args.data, out=args.out, threshold=args.threshold, bundle=args.bundle, seed=args.seed,
                       two_tower=TwoTowerConfig(epochs=args.epochs, pairs_per_user=args.pairs_per_user,
                                                history=args.history, mode=args.mode, seed=args.seed),
-                      threads=args.threads, frozen_base_row=args.frozen, cold_fraction=args.cold_fraction)
+                      threads=args.threads, base_bundle=args.base_bundle, text_mix=args.text_mix,
+                      cold_fraction=args.cold_fraction)
     folder, report = build_recommender(cfg, progress=lambda s: print(f"[{time.perf_counter() - t0:7.1f}s] {s}",
                                                                      flush=True))
     rows = {r.model.split(" (")[0]: r for r in report.rows}
-    ease, ranker, blend = (rows[m].full for m in ("EASE", "ranker", "two-tower + blend"))
+    ease, ranker, blend = (rows[m].full for m in ("EASE", "ranker", "text tower + blend"))
     lat = latency(folder, args.latency_users, 10, args.threads, args.seed)
     lat_now = latency(folder, args.latency_users, 10, args.threads, args.seed, embed_now=True)
     lat_blend = latency(folder, args.latency_users, 10, args.threads, args.seed, blend_only=True)
@@ -99,8 +102,20 @@ def main() -> None:
           f"{ranker['ndcg@10'] / ease['ndcg@10']:.2f}x (target >= 1.2x both); blend vs EASE: HR@10 "
           f"{blend['hr@10'] / ease['hr@10']:.2f}x")
     s = report.settings
+    cold = {(c["protocol"], c["model"].split(" (")[0]): c for c in report.cold}
+    if ("cold items", "text tower") in cold:
+        tt = cold["cold items", "text tower"]["hr@10"]
+        for name in ("popularity", "popularity so far", "popularity oracle"):
+            base = cold.get(("cold items", name))
+            if base:
+                ratio = f"{tt / base['hr@10']:.2f}x" if base["hr@10"] > 0 else "inf (popularity 0)"
+                print(f"cold items: text tower HR@10 {tt:.4f} vs {name} {base['hr@10']:.4f}: {ratio} "
+                      f"(target >= 3x)")
+    print(f"text tower mix (base-encoder weight) {s['text_mix']}: {json.dumps(s['text_mix_validation'])}")
     print(f"validation: {json.dumps(s['validation'])}")
-    print(f"ranker: {json.dumps({k: v for k, v in s['ranker'].items() if k != 'config'})}")
+    print(f"ranker: {json.dumps({k: v for k, v in s['ranker'].items() if k not in ('config', 'search')})}")
+    print(f"ranker search (validation CV): {json.dumps(s['ranker']['search'])}")
+    print(f"build wall time {report.wall_s:.0f} s (two-tower training + exports {s['train_s']} s)")
     print(f"blend weights: {json.dumps(s['blend']['weights'])}")
     print(f"latency recommend(user, k=10), warm, {lat['calls']} known users, {lat['items']} items, "
           f"{lat['variant']} on {lat['threads']} CPU threads: p50 {lat['p50_ms']} ms, p95 {lat['p95_ms']} ms, "

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -81,7 +82,7 @@ def test_build_writes_folder_and_table(built):
     names = [r.model for r in report.rows]
     expected = ["popularity", f"item-kNN ({s['knn_neighbours']} neighbours)", f"EASE (lambda {s['ease_lambda']:g})",
                 "BPR-MF"] + (["ALS (implicit)"] if ALS.available() else []) + [
-                "two-tower (text)", "two-tower + blend", "ranker (LightGBM lambdarank)"]
+                "text tower (two-tower)", "text tower + blend", "ranker (LightGBM lambdarank)"]
     assert names == expected
     for r in report.rows:
         assert 0 <= r.full["hr@10"] <= 1 and r.full["users"] == report.users > 0
@@ -90,6 +91,15 @@ def test_build_writes_folder_and_table(built):
     ease_log = s["validation"]["ease_lambda"]
     assert ease_log[str(float(s["ease_lambda"]))] == max(ease_log.values())
     assert s["ranker"]["rounds"] >= 1 and 0 < s["ranker"]["test_candidate_recall"] <= 1
+    # the ranker's feature set, extra phases and tree shape: the best of the validation CV search
+    search = s["ranker"]["search"]
+    best = max(search, key=lambda r: r["cv_ndcg@10"])
+    assert len(search) >= 4 and s["ranker"]["cv_ndcg@10"] == best["cv_ndcg@10"]
+    assert (s["ranker"]["feature_set"], s["ranker"]["extra_phases"]) == (best["features"], best["extra_phases"])
+    # the text tower's mix of fine-tuned and base encoder: the best on the cold-start validation window
+    # (here no item is new in the validation window, so the build keeps the fine-tuned tower: mix 0)
+    assert s["text_mix"] == 0.0 and "no cold-start validation cases" in s["text_mix_validation"]["reason"]
+    assert s["cold_start"]["validation_cutoff"] < s["cold_start"]["cutoff"]
     # the synthetic users like one genre each: every collaborative model beats popularity here
     full = {r.model.split(" (")[0]: r.full["hr@10"] for r in report.rows}
     assert full["EASE"] > full["popularity"] and full["ranker"] > full["popularity"]
@@ -99,7 +109,14 @@ def test_build_writes_folder_and_table(built):
         assert 0 <= c["hr@10"] <= 1 and c["users"] > 0
     meta = json.loads((folder / "recommender.json").read_text())
     assert meta["blend"]["features"] == ["tt", "pop", "recent", "genre", "knn"]
-    assert meta["ranker"]["features"] == list(RANKER_FEATURES)
+    assert meta["ranker"]["features"] == s["ranker"]["features"] and set(meta["ranker"]["features"]) <= set(
+        RANKER_FEATURES)
+    assert meta["text"]["mix"] == s["text_mix"] and (meta["text"]["base_bundle"] is None) == (s["text_mix"] == 0)
+    ease_rows = np.load(folder / "user_ease.npy")
+    assert ease_rows.shape == (meta["users"], meta["items"]) and ease_rows.dtype == np.float16
+    cold_models = {c["model"] for c in report.cold if c["protocol"] == "cold items"}
+    assert {"text tower", "text tower + blend", "genre affinity"} <= cold_models
+    assert any(m.startswith("popularity so far") for m in cold_models)
     md = (folder / "eval.md").read_text()
     assert "| ranker (LightGBM lambdarank) |" in md and "| cold items | genre affinity |" in md
     assert f"seed {report.seed}" in md and "build wall time" in md
@@ -115,7 +132,15 @@ def test_recommend_known_user_filters_seen_and_explains(built):
     assert out["mode"] == "history" and out["ranked_by"] == "ranker" and out["history_size"] == len(seen)
     first = out["recommendations"][0]
     assert first["because"] and first["because"][0]["item"] in seen
-    assert list(first["features"]) == list(RANKER_FEATURES)
+    assert list(first["features"]) == rec.ranker_features
+    # the EASE scores stored at build time are the ones summed now
+    stored = rec._user_ease("u01")
+    history, _ = rec._history("u01")
+    assert np.allclose(stored["ease"], rec.sources.ease_scores(history), atol=2e-2)
+    rec.user_ease = None
+    again = rec.recommend("u01", k=5)
+    assert [r["item"] for r in again["recommendations"]] == items
+    rec.user_ease = np.load(folder / "user_ease.npy", mmap_mode="r")
     # /v1/score gives the same ranker scores as the ranking
     scored = rec.score("u01", items[:2])["scores"]
     assert [s["score"] for s in scored] == pytest.approx([r["score"] for r in out["recommendations"][:2]], abs=1e-3)
@@ -157,7 +182,7 @@ def test_cli_recommend(built):
     res = runner.invoke(cli, ["recommend", "--model-dir", str(built[0])])
     assert res.exit_code == 2 and "exactly one of --user" in res.output
     res = runner.invoke(cli, ["recommender", "eval", "--model-dir", str(built[0])])
-    assert res.exit_code == 0 and "two-tower + blend" in res.output
+    assert res.exit_code == 0 and "text tower + blend" in res.output
     assert "ranker (LightGBM lambdarank)" in res.output and "| cold users (2 items) |" in res.output
 
 
@@ -207,3 +232,24 @@ def test_build_config_from_toml(tmp_path):
     with pytest.raises(ConfigError, match="unknown \\[recommender\\] setting 'threshhold'"):
         BuildConfig.from_toml(toml)
     assert Path(TEMPLATE / "recommender.toml").is_file()
+
+
+def test_text_tower_mixing_the_base_encoder_serves_one_vector_space(built, tiny_encoder_dir, tmp_path):
+    """The text mix the cold-start validation would choose when the base encoder helps: the same build
+    with ``text_mix`` given, the tower reused (no training), and the folder served with both encoders."""
+    folder, report = built
+    cfg = BuildConfig(data=report.settings["data"], out=str(tmp_path / "mixed"), base_model=tiny_encoder_dir,
+                      bundle=report.settings["bundle"], text_mix=0.5, baselines=False, cold_fraction=0.25,
+                      two_tower=TwoTowerConfig(pairs_per_user=5, batch_size=16, max_length=32), threads=1,
+                      ranker={"max_rounds": 20, "folds": 3})
+    mixed, rep = build_recommender(cfg, progress=lambda s: None)
+    meta = json.loads((mixed / "recommender.json").read_text())
+    assert meta["text"]["mix"] == 0.5 and (mixed / meta["text"]["base_bundle"]).is_dir()
+    assert np.load(mixed / "item_vectors.npy").shape[1] == 2 * np.load(folder / "item_vectors.npy").shape[1]
+    assert {"fine-tuned tower alone", "base encoder alone (not fine-tuned)"} <= {c["model"] for c in rep.cold}
+    rec = Recommender.load(mixed, threads=1)
+    assert rec.encoder.mix == 0.5 and rec.encoder.dim == rec.space.item_vectors.shape[1]
+    out = rec.recommend("u05", k=3)
+    assert out["ranked_by"] == "ranker" and len(out["recommendations"]) == 3
+    taste = rec.recommend(taste="a scary crypt", k=2)["recommendations"]
+    assert len(taste) == 2

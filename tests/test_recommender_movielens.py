@@ -110,3 +110,36 @@ def test_latest_csv_and_unknown_layout(tmp_path):
     (empty / "ratings.csv").write_text("userId,movieId,rating,timestamp\n")
     with pytest.raises(UsageError, match="no items file; layouts understood: generic"):
         load_folder(empty)
+
+
+def test_one_data_set_reads_the_same_in_every_release_layout(tmp_path):
+    """The same small data written in the latest CSV, 1M ``.dat`` and 100k ``u.*`` layouts (a converter
+    fixture: no real data) reads back as the same catalogue and interactions, so a build on any
+    release goes through the same code after the reader."""
+    films = [("10", "Heat (1995)", ["Action", "Crime"]), ("20", "Fargo (1996)", ["Comedy", "Drama"]),
+             ("30", "Alien (1979)", ["Horror", "Sci-Fi"])]
+    ratings = [("7", "10", 4, 100), ("7", "30", 5, 160), ("9", "20", 3, 120), ("9", "10", 5, 130)]
+    latest = tmp_path / "latest"
+    latest.mkdir()
+    (latest / "movies.csv").write_text("movieId,title,genres\n" + "".join(
+        f'{i},"{t}",{"|".join(g)}\n' for i, t, g in films))
+    (latest / "ratings.csv").write_text("userId,movieId,rating,timestamp\n" + "".join(
+        f"{u},{i},{r}.0,{t}\n" for u, i, r, t in ratings))
+    dat = tmp_path / "ml-1m"
+    dat.mkdir()
+    (dat / "movies.dat").write_bytes("".join(f"{i}::{t}::{'|'.join(g)}\n" for i, t, g in films).encode("latin-1"))
+    (dat / "ratings.dat").write_text("".join(f"{u}::{i}::{r}::{t}\n" for u, i, r, t in ratings))
+    k100 = tmp_path / "ml-100k"
+    k100.mkdir()
+    (k100 / "u.item").write_bytes("".join(f"{i}|{t}|01-Jan-1995||http://x|{_flags(*g)}\n"
+                                          for i, t, g in films).encode("latin-1"))
+    (k100 / "u.data").write_text("".join(f"{u}\t{i}\t{r}\t{t}\n" for u, i, r, t in ratings))
+    read = [load_folder(f) for f in (latest, dat, k100)]
+    assert [detect(f) for f in (dat, k100)] == ["ml-dat", "ml-100k"]
+    for catalogue, inter in read:
+        assert catalogue.ids == ["10", "20", "30"] and catalogue.titles == [t for _, t, _ in films]
+        assert [sorted(g) for g in catalogue.genres] == [sorted(g) for _, _, g in films]
+        assert inter.user_ids == ["7", "9"]
+        assert [catalogue.ids[i] for i in inter.item] == [i for _, i, _, _ in ratings]
+        assert inter.rating.tolist() == [r for *_, r, _ in ratings] and inter.time.tolist() == [100, 160, 120, 130]
+        assert len(inter.positives(4.0)) == 3

@@ -1,9 +1,10 @@
 """Recommender: text-based and collaborative candidates, a learned ranker, real baselines.
 
-A two-tower text model (user = titles of the last N liked items, item = its text) trained
-by the engine with in-batch negatives, exported to ONNX, item vectors in FAISS; EASE and
-item-kNN as further candidate sources; a LightGBM lambdarank ranker over their union
-fitted on validation (a linear blend for taste queries); leave-last-out evaluation against
+A text tower (user = titles of the last N liked items, item = its text): a two-tower model
+trained by the engine with in-batch negatives, mixed with the base encoder by a weight chosen
+on a cold-start validation window, exported to ONNX, item vectors in FAISS; EASE and
+item-kNN as further candidate sources; a LightGBM lambdarank ranker over their union whose
+settings are chosen on validation (a linear blend for taste queries); leave-last-out evaluation against
 popularity, item-kNN, EASE, BPR and ALS, and a cold-start table (new items, new users).
 This module is the plugin (entry point ``recommender``) and stays import-light.
 
@@ -13,9 +14,9 @@ This module is the plugin (entry point ``recommender``) and stays import-light.
 ``split``       leave-last-out per user by timestamp (+ earlier pseudo-validation phases)
 ``metrics``     HR@K, NDCG@K, MRR; sampled negatives
 ``baselines``   popularity, item-kNN, EASE, BPR-MF (numpy), ALS (``implicit``, optional)
-``twotower``    pairs for the engine, training, export, the runtime encoder, the frozen base
+``twotower``    pairs for the engine, training, export, the runtime encoder, the base-encoder mix
 ``features`` / ``blend``   ranking features, the learned linear blend
-``ranker``      candidates (EASE + two-tower + item-kNN), features, LightGBM lambdarank
+``ranker``      candidates (EASE + text tower + item-kNN), features, LightGBM lambdarank + its CV search
 ``coldstart`` / ``coldstart_eval``   the time cut-off, new items / new users, their table
 ``evaluate`` / ``build``   validation grids, the evaluation table; the serving folder
 ``service``     load a folder, recommend / score / explain (no torch)

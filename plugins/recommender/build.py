@@ -1,14 +1,17 @@
 """Build a recommender folder end to end, evaluating every model on the way.
 
-data folder -> positives (threshold) -> leave-last-out + cold-start cut-off -> EASE lambda /
-item-kNN neighbours on validation -> baselines -> two-tower (engine train on pre-cut-off pairs
-+ export, or a given bundle) -> item vectors + FAISS index -> blend and LightGBM ranker fitted
-on validation -> test-phase table -> cold-start table -> serving folder:
+data folder -> positives (threshold) -> leave-last-out + cold-start cut-off (and its validation
+window one window earlier) -> EASE lambda / item-kNN neighbours on validation -> baselines ->
+two-tower (engine train on pairs before the validation window + export, or a given bundle) and
+the base encoder exported as is -> the text mix chosen on the cold-start validation window ->
+item vectors + FAISS index -> blend and LightGBM ranker (settings by group k-fold) fitted on
+validation -> test-phase table -> cold-start table -> serving folder:
 
-``recommender.json`` (settings, blend, bundle), ``items.jsonl``, ``item_vectors.npy``,
+``recommender.json`` (settings, blend, bundles, text mix), ``items.jsonl``, ``item_vectors.npy``,
 ``index.faiss``, ``space.npz`` + ``knn.npz`` + ``ease.npy`` (features over *all* positives),
-``ranker.txt`` (the LightGBM ranker),
-``histories.json`` (known users), ``eval.json`` / ``eval.md``.
+``ranker.txt`` (the LightGBM ranker), ``histories.json`` (known users), ``user_vectors.npy`` +
+``user_ease.npy`` + ``user_ease_last.npy`` (known users' text vectors and EASE scores),
+``eval.json`` / ``eval.md``.
 """
 
 from __future__ import annotations
@@ -25,15 +28,16 @@ from tuneforge.errors import ConfigError
 
 from .baselines import EASE, BPRConfig, ItemKNN
 from .data import load_folder
-from .coldstart import cold_start_split
-from .coldstart_eval import cold_start_rows
+from .coldstart import cold_start_split, validation_cold_split
+from .coldstart_eval import choose_text_mix, cold_start_rows
 from .evaluate import (EvalReport, Protocol, _row, baseline_rows, feature_tensor, learn_blend, space_for,
                        tune_on_validation, visible_times)
 from .features import fit_space
-from .ranker import (RANKER_FEATURES, RankerConfig, as_float16, fit_ranker, fit_sources, full_scores, group_table,
+from .ranker import (LAST, Phase, RankerConfig, as_float16, choose_ranker, fit_sources, full_scores, group_table,
                      title_years)
 from .split import leave_last_out
-from .twotower import Encoder, TwoTowerConfig, export_two_tower, train_two_tower, user_text
+from .twotower import (Encoder, MixedEncoder, TwoTowerConfig, export_base_encoder, export_two_tower, mix_vectors,
+                       train_two_tower, user_text)
 
 FORMAT = 1
 
@@ -45,12 +49,13 @@ class BuildConfig:
     threshold: float | None = 4.0
     two_tower: TwoTowerConfig = field(default_factory=TwoTowerConfig)
     bundle: str | None = None       # an existing embedding bundle: skip training
+    base_bundle: str | None = None  # the base encoder exported as a bundle (None: exported by the build)
+    text_mix: float | None = None   # base-encoder weight in the text tower (None: chosen on cold-start validation)
     base_model: str | None = None   # override two_tower.base_model (e.g. a tiny test model)
     baselines: bool = True
     bpr: BPRConfig | None = None    # None = BPRConfig(seed=seed)
     ranker: RankerConfig = field(default_factory=RankerConfig)
     cold_fraction: float = 0.1      # the last 10 % of interaction times: cold-start items and users
-    frozen_base_row: bool = False   # also score cold start with the frozen base encoder (torch, slow)
     seed: int = 42
     k: int = 10
     threads: int | None = None
@@ -68,6 +73,8 @@ class BuildConfig:
             self.bpr = BPRConfig(**self.bpr)
         if self.bpr is None:
             self.bpr = BPRConfig(seed=self.seed)
+        if self.text_mix is not None and not 0.0 <= self.text_mix <= 1.0:
+            raise ConfigError(f"text_mix must be in [0, 1], got {self.text_mix}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -80,7 +87,7 @@ class BuildConfig:
 
         values = dict(read_toml(path, table="recommender"))
         base = Path(path).resolve().parent
-        for key in ("data", "out", "bundle"):
+        for key in ("data", "out", "bundle", "base_bundle"):
             if isinstance(values.get(key), str) and not Path(values[key]).is_absolute():
                 values[key] = str(base / values[key])
         values.update({k: v for k, v in overrides.items() if v is not None})
@@ -111,6 +118,7 @@ def build_recommender(config: BuildConfig, *, progress=print) -> tuple[Path, Eva
         raise ConfigError("no user has 3 or more positive interactions: nothing to evaluate or learn a blend on",
                           hint="lower --threshold or add interactions")
     cold = cold_start_split(interactions, positives, config.cold_fraction)
+    cold_val = validation_cold_split(interactions, positives, config.cold_fraction)
     say(f"{len(interactions.user_ids)} users, {n_items} items, {len(positives)} positives; "
         f"{len(split.eval_users)} users held out; cold start: {len(cold.new_items)} new items, "
         f"{len(cold.item_cases)} users on them, {len(cold.user_cases[1])} new users")
@@ -126,21 +134,39 @@ def build_recommender(config: BuildConfig, *, progress=print) -> tuple[Path, Eva
     t0 = time.perf_counter()
     bundle = config.bundle
     if bundle is None:
-        say("training the two-tower model through the engine (events before the cold-start cut-off)")
+        say("training the two-tower model through the engine (events before the cold-start validation cut-off)")
         run_dir = train_two_tower(catalogue, split, config.two_tower, out / "work", base_model=config.base_model,
-                                  progress=progress is not None, before=cold.cutoff)
+                                  progress=progress is not None, before=cold_val.cutoff)
         say("exporting it")
         bundle = str(export_two_tower(run_dir, out / "work" / "exports"))
+    base_bundle = config.base_bundle
+    if base_bundle is None and config.text_mix != 0.0:
+        say("exporting the base encoder as shipped (the text tower's partner on new items)")
+        base_bundle = str(export_base_encoder(config.base_model or config.two_tower.base_model, catalogue,
+                                              out / "work" / "base", max_length=config.two_tower.max_length))
     train_s = time.perf_counter() - t0
-    encoder = Encoder(bundle, threads=config.threads)
+    tuned_enc = Encoder(bundle, threads=config.threads)
+    base_enc = Encoder(base_bundle, threads=config.threads) if base_bundle and config.text_mix != 0.0 else None
     say(f"embedding {n_items} items")
     t0 = time.perf_counter()
-    item_vectors = encoder([catalogue.text(i) for i in range(n_items)])
+    texts = [catalogue.text(i) for i in range(n_items)]
+    vec_tuned = tuned_enc(texts)
+    vec_base = base_enc(texts) if base_enc is not None else None
+    if config.text_mix is None:
+        say("choosing the text tower's mix (fine-tuned vs base encoder) on the cold-start validation window")
+        mix, mix_log = choose_text_mix(cold_val, catalogue, (tuned_enc, vec_tuned),
+                                       None if base_enc is None else (base_enc, vec_base), config.two_tower.history,
+                                       config.k, progress=say)
+    else:
+        mix, mix_log = config.text_mix, {"given": config.text_mix}
+    encoder = MixedEncoder(tuned_enc, base_enc, mix)
+    item_vectors = mix_vectors(vec_tuned, vec_base, mix)
+    say(f"  text tower = {1 - mix:g} x fine-tuned + {mix:g} x base encoder (cosine)")
     n = config.two_tower.history
     u_val = encoder([user_text(catalogue, h, n) or "no history" for h in val.histories])
     u_test = encoder([user_text(catalogue, h, n) or "no history" for h in test.histories])
     embed_s = time.perf_counter() - t0
-    rows.append(_row("two-tower (text)", test, u_test @ item_vectors.T, embed_s + train_s, config.k))
+    rows.append(_row("text tower (two-tower)", test, u_test @ item_vectors.T, embed_s + train_s, config.k))
 
     say("fitting the blend on validation")
     t0 = time.perf_counter()
@@ -149,15 +175,15 @@ def build_recommender(config: BuildConfig, *, progress=print) -> tuple[Path, Eva
     space_test = space_for(split, catalogue, item_vectors, "test", times, knn=tuned.knn["test"])
     blend = learn_blend(feature_tensor(space_val, val, u_val), val, seed=config.seed)
     x_test = feature_tensor(space_test, test, u_test)
-    rows.append(_row("two-tower + blend", test, blend.score(x_test), time.perf_counter() - t0 + embed_s + train_s,
+    rows.append(_row("text tower + blend", test, blend.score(x_test), time.perf_counter() - t0 + embed_s + train_s,
                      config.k))
     del x_test
 
-    say("fitting the LightGBM ranker on validation (candidates: EASE + two-tower + item-kNN)")
+    say("fitting the LightGBM ranker on validation (candidates: EASE + text tower + item-kNN)")
     t0 = time.perf_counter()
     years = title_years(catalogue.titles)
-    tables = [(val.users, _group_table(fit_sources(tuned.ease["val"], space_val, config.ranker.per_source, years),
-                                       val, u_val, targets=True))]
+    phases = [Phase(val.users, *_group_table(fit_sources(tuned.ease["val"], space_val, config.ranker.per_source,
+                                                         years), val, u_val, targets=True))]
     for j in range(1, config.ranker.extra_phases + 1):   # pseudo-validation phases j steps earlier
         sj = split.earlier(j)
         pj = Protocol(sj, n_items, "val", config.seed)
@@ -166,44 +192,50 @@ def build_recommender(config: BuildConfig, *, progress=print) -> tuple[Path, Eva
         space_j = space_for(sj, catalogue, item_vectors, "val", lambda p, s=sj: visible_times(s, p), knn=knn_j)
         ease_j = EASE(tuned.ease_lambda).fit(uj, ij, len(sj.train), n_items)
         vec_j = encoder([user_text(catalogue, h, n) or "no history" for h in pj.histories])
-        tables.append((pj.users, _group_table(fit_sources(ease_j, space_j, config.ranker.per_source, years),
-                                              pj, vec_j, targets=True)))
+        phases.append(Phase(pj.users, *_group_table(fit_sources(ease_j, space_j, config.ranker.per_source, years),
+                                                    pj, vec_j, targets=True)))
         del ease_j
-    cands = [c for _, t in tables for c in t[0]]
-    mask = np.zeros(len(cands), dtype=bool)
-    mask[:len(tables[0][1][0])] = True  # the rounds are chosen on the real validation phase's users
-    ranker, ranker_info = fit_ranker(cands, np.concatenate([t[1] for _, t in tables]),
-                                     np.concatenate([t[2] for _, t in tables]), config.ranker,
-                                     users=np.concatenate([u for u, _ in tables]), eval_mask=mask)
-    del tables
-    src_test = fit_sources(tuned.ease["test"], space_test, config.ranker.per_source, years)
+        say(f"  pseudo-validation phase {j}: {len(pj.users)} users")
+    ranker, ranker_info = choose_ranker(phases, config.ranker, progress=say)
+    features = tuple(ranker_info["features"])
+    del phases
+    src_test = fit_sources(tuned.ease["test"], space_test, config.ranker.per_source, years, features)
     cands, x, _ = _group_table(src_test, test, u_test)
     fallback = tuned.ease["test"].scores(test.users, test.histories)
     recall = float(np.mean([t in set(c.tolist()) for c, t in zip(cands, test.targets)]))
     rows.append(_row("ranker (LightGBM lambdarank)", test, full_scores(ranker, cands, x, fallback, n_items),
                      time.perf_counter() - t0 + embed_s + train_s, config.k))
     ranker_info.update(test_candidate_recall=round(recall, 4), importance=dict(zip(
-        RANKER_FEATURES, (round(float(v), 1) for v in ranker.feature_importance("gain")))))
-    say(f"  ranker: {ranker_info['rounds']} rounds (group {config.ranker.folds}-fold on validation users), "
-        f"test candidate recall {recall:.3f}")
+        features, (round(float(v), 1) for v in ranker.feature_importance("gain")))))
+    say(f"  ranker: features {ranker_info['feature_set']}, {ranker_info['extra_phases']} extra phases, "
+        f"tree {ranker_info['tree']}, {ranker_info['rounds']} rounds (all chosen by a group "
+        f"{config.ranker.folds}-fold on validation users), test candidate recall {recall:.3f}")
     del fallback, x
 
     say("cold start: new items and new users (models see events before the cut-off only)")
     t0 = time.perf_counter()
+    parts = []
+    if 0.0 < mix:
+        parts.append(("fine-tuned tower alone", tuned_enc, vec_tuned))
+    if mix < 1.0 and base_enc is not None:
+        parts.append(("base encoder alone (not fine-tuned)", base_enc, vec_base))
     cold_rows = cold_start_rows(cold, catalogue, item_vectors, encoder, tuned, blend, ranker, config,
-                                frozen=config.frozen_base_row, progress=say)
+                                text_models=parts, progress=say, ranker_features=features)
     cold_s = time.perf_counter() - t0
     report = EvalReport(rows, seed=config.seed, users=len(test.users), items=n_items, cold=cold_rows,
                         settings={"threshold": config.threshold, "two_tower": config.two_tower.to_dict(),
-                                  "bundle": str(bundle), "blend": blend.to_dict(), "bpr": asdict(config.bpr),
-                                  "data": str(config.data), "train_s": round(train_s, 1),
+                                  "bundle": str(bundle), "base_bundle": base_bundle, "text_mix": mix,
+                                  "text_mix_validation": mix_log, "blend": blend.to_dict(),
+                                  "bpr": asdict(config.bpr), "data": str(config.data), "train_s": round(train_s, 1),
                                   "ease_lambda": tuned.ease_lambda, "knn_neighbours": tuned.knn_neighbours,
                                   "validation": tuned.log, "ranker": ranker_info,
                                   "cold_start": {"fraction": config.cold_fraction, "cutoff": cold.cutoff,
+                                                 "validation_cutoff": cold_val.cutoff,
                                                  "new_items": int(len(cold.new_items)), "seconds": round(cold_s, 1)}},
                         wall_s=time.perf_counter() - t_start)
     say("writing the serving folder (EASE, item-kNN and features over every positive)")
-    _write_folder(out, catalogue, positives, item_vectors, blend, bundle, config, report, encoder, tuned, ranker)
+    _write_folder(out, catalogue, positives, item_vectors, blend, bundle, config, report, encoder, tuned, ranker,
+                  base_bundle=base_bundle, mix=mix, features=features)
     report.wall_s = time.perf_counter() - t_start
     (out / "eval.json").write_text(json.dumps(report.to_dict(), indent=2))
     (out / "eval.md").write_text(report.markdown(config.k) + "\n")
@@ -216,8 +248,17 @@ def _group_table(sources, proto: Protocol, user_vectors, targets: bool = False):
                        targets=proto.targets if targets else None, knn=knn)
 
 
+def _rel(path, out: Path) -> str:
+    p = Path(path).resolve()
+    try:
+        return str(p.relative_to(out.resolve()))
+    except ValueError:
+        return str(p)
+
+
 def _write_folder(out: Path, catalogue, positives, item_vectors, blend, bundle, config: BuildConfig,
-                  report: EvalReport, encoder: Encoder, tuned, ranker) -> None:
+                  report: EvalReport, encoder, tuned, ranker, *, base_bundle=None, mix: float = 0.0,
+                  features=()) -> None:
     import faiss
     from scipy import sparse
 
@@ -242,7 +283,8 @@ def _write_folder(out: Path, catalogue, positives, item_vectors, blend, bundle, 
     np.savez_compressed(tmp / "space.npz", pop=space.pop, cum=space.cum, month0=np.array(space.month0))
     sparse.save_npz(tmp / "knn.npz", space.knn.sim)
     ease = EASE(tuned.ease_lambda).fit(u, it, len(positives.user_ids), len(catalogue))
-    np.save(tmp / "ease.npy", as_float16(ease.B))
+    b16 = as_float16(ease.B)
+    np.save(tmp / "ease.npy", b16)
     del ease
     ranker.save_model(str(tmp / "ranker.txt"))
     histories = {}
@@ -252,19 +294,31 @@ def _write_folder(out: Path, catalogue, positives, item_vectors, blend, bundle, 
         h[0].append(catalogue.ids[ii])
         h[1].append(int(tt))
     (tmp / "histories.json").write_text(json.dumps(histories))
+    # known users' EASE scores (whole history, last items), summed once here as serving would (float32
+    # sums of the float16 B), stored in float16: a long history costs a row read, not a sum of rows
+    b32 = b16.astype(np.float32)
+    del b16
+    rows_all, rows_last = [], []
+    for h in histories.values():
+        hi = np.array([catalogue.index(i) for i in h[0]], dtype=np.int64)
+        s_all = b32[hi].sum(0)
+        rows_all.append(s_all.astype(np.float16))
+        rows_last.append((b32[hi[-LAST:]].sum(0) if len(hi) > LAST else s_all).astype(np.float16))
+    del b32
+    empty = np.zeros((0, len(catalogue)), np.float16)
+    np.save(tmp / "user_ease.npy", np.stack(rows_all) if rows_all else empty)
+    np.save(tmp / "user_ease_last.npy", np.stack(rows_last) if rows_last else empty)
+    del rows_all, rows_last
     # known users' vectors, computed once here like the items' (rows follow histories.json)
     n = config.two_tower.history
     texts = [user_text(catalogue, [catalogue.index(i) for i in h[0]], n) or "no history" for h in histories.values()]
     np.save(tmp / "user_vectors.npy", encoder(texts) if texts else np.zeros((0, item_vectors.shape[1]), np.float32))
-    bundle_path = Path(bundle).resolve()
-    try:
-        bundle_ref = str(bundle_path.relative_to(out.resolve()))
-    except ValueError:
-        bundle_ref = str(bundle_path)
-    meta = {"format": FORMAT, "bundle": bundle_ref, "threshold": config.threshold,
+    meta = {"format": FORMAT, "bundle": _rel(bundle, out), "threshold": config.threshold,
+            "text": {"mix": mix, "base_bundle": _rel(base_bundle, out) if base_bundle and mix > 0 else None},
             "history": config.two_tower.history, "blend": blend.to_dict(), "items": len(catalogue),
-            "ranker": {"features": list(RANKER_FEATURES), "per_source": config.ranker.per_source,
-                       "ease_lambda": tuned.ease_lambda, "knn_neighbours": tuned.knn_neighbours},
+            "ranker": {"features": list(features), "per_source": config.ranker.per_source,
+                       "ease_lambda": tuned.ease_lambda, "knn_neighbours": tuned.knn_neighbours,
+                       "user_scores": True},
             "users": len(histories), "data": str(config.data), "seed": config.seed,
             "latest_time": int(t.max()) if len(t) else 0}
     (tmp / "recommender.json").write_text(json.dumps(meta, indent=2))

@@ -56,6 +56,7 @@ class ColdCase:
     now: float
     target: int
     exclude: np.ndarray
+    at: float = 0.0       # when the target was liked (what a live system knows is what came before it)
 
 
 @dataclass
@@ -68,12 +69,42 @@ class ColdStartSplit:
     item_cases: list[ColdCase]
     user_cases: dict[int, list[ColdCase]]   # m -> cases
     after_counts: np.ndarray      # positives per item at or after the cut-off (the oracle popularity)
+    after_users: np.ndarray = None   # the positives at or after the cut-off (for "popularity so far")
+    after_items: np.ndarray = None
+    after_times: np.ndarray = None
+
+    def popularity_so_far(self, case: ColdCase, n_items: int) -> np.ndarray:
+        """Other users' positives per item from the cut-off to just before ``case.at``: what a live
+        system knows about the new items when this user likes one (no leak of the future)."""
+        if self.after_items is None:
+            return np.zeros(n_items, dtype=np.float32)
+        keep = (self.after_times < case.at) & (self.after_users != case.user)
+        return np.bincount(self.after_items[keep], minlength=n_items).astype(np.float32)
+
+
+def validation_cold_split(interactions: Interactions, positives: Interactions, fraction: float = 0.1,
+                          history_sizes=(1, 2)) -> ColdStartSplit:
+    """The cold-start *validation* split: the same protocol one window earlier, on the interactions
+    before the test cut-off only (cut-off = the last ``2 * fraction`` of all times; new items are the
+    ones first seen between it and the test cut-off).  Text settings are chosen here, never on the
+    test window; the tower is trained on events before this earlier cut-off."""
+    test_cut = time_cutoff(interactions, fraction)
+    cut = time_cutoff(interactions, min(2 * fraction, 0.9))
+    keep = interactions.time < test_cut
+    pkeep = positives.time < test_cut
+    sub = Interactions(interactions.user[keep], interactions.item[keep], interactions.rating[keep],
+                       interactions.time[keep], interactions.user_ids)
+    psub = Interactions(positives.user[pkeep], positives.item[pkeep], positives.rating[pkeep], positives.time[pkeep],
+                        positives.user_ids)
+    return cold_start_split(sub, psub, fraction, history_sizes, cutoff=cut,
+                            n_items=int(max(interactions.item.max(), positives.item.max())) + 1)
 
 
 def cold_start_split(interactions: Interactions, positives: Interactions, fraction: float = 0.1,
-                     history_sizes=(1, 2)) -> ColdStartSplit:
-    cut = time_cutoff(interactions, fraction)
-    n_items = int(max(interactions.item.max(), positives.item.max())) + 1
+                     history_sizes=(1, 2), cutoff: float | None = None, n_items: int | None = None) -> ColdStartSplit:
+    """``cutoff``: a given time instead of the ``1 - fraction`` quantile."""
+    cut = time_cutoff(interactions, fraction) if cutoff is None else float(cutoff)
+    n_items = n_items or int(max(interactions.item.max(), positives.item.max())) + 1
     first_item = np.full(n_items, np.iinfo(np.int64).max)
     np.minimum.at(first_item, interactions.item, interactions.time)
     is_new = first_item >= cut
@@ -93,17 +124,20 @@ def cold_start_split(interactions: Interactions, positives: Interactions, fracti
         if not len(warm):
             continue
         item_cases.append(ColdCase(u, items[warm], float(times[warm[-1]]), int(items[first]),
-                                   items[on_new[1:]].astype(np.int64)))
+                                   items[on_new[1:]].astype(np.int64), float(times[first])))
     user_cases: dict[int, list[ColdCase]] = {m: [] for m in history_sizes}
     for u, (items, times) in sorted(seq_after.items()):
         if first_user[u] < cut or len(items) < max(history_sizes) + 1:
             continue
         for m in history_sizes:
             user_cases[m].append(ColdCase(u, items[:m], float(times[m - 1]), int(items[m]),
-                                          np.zeros(0, dtype=np.int64)))
+                                          np.zeros(0, dtype=np.int64), float(times[m])))
+    after = ~before
     return ColdStartSplit(cut, positives.user[before].astype(np.int64), positives.item[before].astype(np.int64),
                           positives.time[before].astype(np.int64), new_items, item_cases, user_cases,
-                          np.bincount(positives.item[~before], minlength=n_items).astype(np.float32))
+                          np.bincount(positives.item[after], minlength=n_items).astype(np.float32),
+                          positives.user[after].astype(np.int64), positives.item[after].astype(np.int64),
+                          positives.time[after].astype(np.int64))
 
 
 def _rank(s: np.ndarray, t: float) -> int:

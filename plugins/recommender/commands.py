@@ -70,6 +70,10 @@ def group():
 @click.option("--threshold", type=float, help="Ratings at or above are positives [default 4.0; click files: all].")
 @click.option("--bundle", type=click.Path(exists=True, file_okay=False),
               help="Use this embedding bundle instead of training the two-tower model.")
+@click.option("--base-bundle", type=click.Path(exists=True, file_okay=False),
+              help="The base encoder already exported as a bundle (else the build exports it).")
+@click.option("--text-mix", type=click.FloatRange(0.0, 1.0),
+              help="Base-encoder weight in the text tower [default: chosen on the cold-start validation window].")
 @click.option("--base-model", help="Base encoder for the two-tower model (default all-MiniLM-L6-v2).")
 @click.option("--epochs", type=float, help="Two-tower epochs [default 1].")
 @click.option("--pairs-per-user", type=int, help="Training targets per user [default 6].")
@@ -77,14 +81,15 @@ def group():
 @click.option("--no-baselines", is_flag=True, help="Skip popularity / BPR / ALS in the table (EASE and item-kNN "
               "are fitted anyway: the ranker uses them).")
 @click.option("--seed", type=int, help="[default 42]")
-def build(config_file, data, out, threshold, bundle, base_model, epochs, pairs_per_user, history, no_baselines,
-          seed):
+def build(config_file, data, out, threshold, bundle, base_bundle, text_mix, base_model, epochs, pairs_per_user,
+          history, no_baselines, seed):
     """Train + export the two-tower model, index items, learn the blend, evaluate, write the folder."""
     from tuneforge.errors import UsageError
 
     from .build import BuildConfig, build_recommender
 
-    flags = {"data": data, "out": out, "threshold": threshold, "bundle": bundle, "base_model": base_model,
+    flags = {"data": data, "out": out, "threshold": threshold, "bundle": bundle, "base_bundle": base_bundle,
+             "text_mix": text_mix, "base_model": base_model,
              "seed": seed, "baselines": False if no_baselines else None}
     tower = {k: v for k, v in {"epochs": epochs, "pairs_per_user": pairs_per_user, "history": history,
                                "seed": seed}.items() if v is not None}

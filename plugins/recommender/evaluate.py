@@ -59,8 +59,17 @@ class EvalReport:
         head = (f"Warm (leave-last-out): {self.users} held-out users, {self.items} items, seed {self.seed}, "
                 f"build wall time {self.wall_s:.0f} s")
         if "ease_lambda" in s:
-            head += (f"; on validation: EASE lambda {s['ease_lambda']:g}, item-kNN {s['knn_neighbours']} neighbours"
-                     + (f", ranker {s['ranker']['rounds']} rounds" if "ranker" in s else ""))
+            head += f"; chosen on validation: EASE lambda {s['ease_lambda']:g}, item-kNN {s['knn_neighbours']} neighbours"
+            r = s.get("ranker", {})
+            if "feature_set" in r:
+                head += (f", ranker features {r['feature_set']} ({len(r['features'])}), {r['extra_phases']} extra "
+                         f"pseudo-phases, {r['tree']['num_leaves']} leaves / {r['tree']['min_data_in_leaf']} a leaf, "
+                         f"{r['rounds']} rounds (group {r['config']['folds']}-fold CV NDCG@10 {r['cv_ndcg@10']:.4f})")
+            elif "rounds" in r:
+                head += f", ranker {r['rounds']} rounds"
+            if "text_mix" in s:
+                head += (f"; text tower = {1 - s['text_mix']:g} x fine-tuned + {s['text_mix']:g} x base encoder "
+                         f"(chosen on the cold-start validation window)")
         parts = [head, "", self.table(k)]
         if self.cold:
             cs = s.get("cold_start", {})

@@ -49,6 +49,26 @@ class FeatureSpace:
             cache[m] = np.log1p(self.cum[m] - self.cum[lo]).astype(np.float32)
         return cache[m]
 
+    def recent_window(self, now: float, months: int) -> np.ndarray:
+        """log(1 + positives of each item in the ``months`` months up to ``now``'s month)."""
+        m = int(np.clip(now // MONTH - self.month0 + 1, 0, len(self.cum) - 1))
+        cache = self.__dict__.setdefault("_window", {})
+        key = (m, months)
+        if key not in cache:
+            if len(cache) > 256:
+                cache.clear()
+            cache[key] = np.log1p(self.cum[m] - self.cum[max(m - months, 0)]).astype(np.float32)
+        return cache[key]
+
+    def age(self, now: float) -> np.ndarray:
+        """Months from each item's first visible positive to ``now`` (NaN: never seen; negative: later)."""
+        first = self.__dict__.get("_first")
+        if first is None:  # derived from the cumulative counts: no extra array in the serving folder
+            seen = self.cum[-1] > 0
+            first = np.where(seen, np.argmax(self.cum > 0, axis=0) - 1, np.nan).astype(np.float32)
+            self._first = first
+        return (np.float32(now // MONTH - self.month0) - first).astype(np.float32)
+
     def genre_profile(self, history) -> np.ndarray:
         if len(history) == 0:
             return np.zeros(self.genres.shape[1], dtype=np.float32)

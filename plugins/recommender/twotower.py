@@ -108,6 +108,21 @@ def export_two_tower(run_dir: Path, out_dir: Path, *, variants=("int8",), parity
                       parity_rows=parity_rows, measure=False)
 
 
+def export_base_encoder(base_model: str, catalogue: Catalogue, work_dir: Path, *, max_length: int = 64,
+                        variants=("int8",)) -> Path:
+    """The base encoder as shipped (no fine-tuning) exported like the tower (same runtime, INT8 on CPU):
+    the text tower's fall-back / blend partner on items nobody has interacted with."""
+    from tuneforge.train import encoder_run
+
+    sample = [catalogue.text(i) for i in range(min(len(catalogue), 200))]
+    run = encoder_run(base_model, sample, output_dir=str(Path(work_dir) / "runs"), run_name="base-encoder",
+                      max_length=max_length)
+    from tuneforge.export.pipeline import run_export
+
+    return run_export(run, out_dir=str(Path(work_dir) / "exports"), name="base-encoder", version="v1",
+                      variants=list(variants), parity_rows=len(sample), measure=False)
+
+
 class Encoder:
     """Text -> L2-normalised vectors with an exported embedding bundle (onnxruntime only)."""
 
@@ -128,28 +143,30 @@ class Encoder:
         return int(self.predictor.manifest.output["shape"][-1])
 
 
-class FrozenEncoder:
-    """The base encoder as shipped (no fine-tuning): mean-pooled, L2-normalised (torch; evaluation only)."""
+class MixedEncoder:
+    """The text tower's vectors: ``[sqrt(1 - a) * tuned(text), sqrt(a) * base(text)]`` for a mix
+    weight ``a`` chosen on validation, so that one inner product is the blended cosine
+    ``(1 - a) cos_tuned + a cos_base`` (unit norm; one FAISS index).  ``a`` 0 or 1: one encoder only."""
 
-    def __init__(self, base_model: str, max_length: int = 64):
-        import torch
-        from transformers import AutoModel, AutoTokenizer
+    def __init__(self, tuned, base, mix: float):
+        if not 0.0 <= mix <= 1.0:
+            raise ConfigError(f"text mix must be in [0, 1], got {mix}")
+        if base is None and mix > 0:
+            raise ConfigError("a text mix above 0 needs the base encoder")
+        self.tuned, self.base, self.mix = tuned, base, float(mix)
+        self.parts = [(e, w) for e, w in ((tuned, 1.0 - self.mix), (base, self.mix)) if w > 0]
+        self.predictor = self.parts[0][0].predictor
 
-        from tuneforge.models import resolve_model_path
+    def __call__(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        return np.concatenate([np.sqrt(w, dtype=np.float32) * e(texts, batch_size=batch_size)
+                               for e, w in self.parts], axis=1).astype(np.float32)
 
-        path = resolve_model_path(base_model)
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModel.from_pretrained(path).eval()
-        self.max_length, self.torch = max_length, torch
+    @property
+    def dim(self) -> int:
+        return sum(e.dim for e, _ in self.parts)
 
-    def __call__(self, texts: list[str], batch_size: int = 128) -> np.ndarray:
-        torch, out = self.torch, []
-        with torch.inference_mode():
-            for i in range(0, len(texts), batch_size):
-                enc = self.tokenizer(list(texts[i:i + batch_size]), padding=True, truncation=True,
-                                     max_length=self.max_length, return_tensors="pt")
-                h = self.model(**enc).last_hidden_state
-                mask = enc["attention_mask"].unsqueeze(-1).to(h.dtype)
-                out.append(((h * mask).sum(1) / mask.sum(1).clamp(min=1e-9)).numpy())
-        v = np.concatenate(out) if out else np.zeros((0, 1), np.float32)
-        return (v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+def mix_vectors(tuned: np.ndarray, base: np.ndarray | None, mix: float) -> np.ndarray:
+    """:class:`MixedEncoder`'s vectors from the two encoders' own vectors."""
+    parts = [(v, w) for v, w in ((tuned, 1.0 - mix), (base, mix)) if w > 0]
+    return np.concatenate([np.sqrt(w, dtype=np.float32) * v for v, w in parts], axis=1).astype(np.float32)
