@@ -131,7 +131,7 @@ def chat_bot(tiny_bot, tmp_path):
     than handed off -- as tests/test_support_bot_app.py's terminal chat."""
     from _support_bot_tiny import INTENTS, KB_QUESTIONS
 
-    from tuneforge.plugins.support_bot.bot import Bot
+    from tuneforge.plugins.support_bot.bot import Bot, artefacts
     from tuneforge.plugins.support_bot.router import Router, calibrate_router, eval_rows
 
     project = tmp_path / "bot-project"
@@ -143,10 +143,12 @@ def chat_bot(tiny_bot, tmp_path):
     router.thresholds = calibrate_router(
         router, bot.embed, in_domain=bank, small_talk=[t for t, _ in eval_rows("small_talk", "act", "calibration")],
         off_domain=[t for t, _ in eval_rows("off_domain", "domain", "calibration")], unanswerable=[], max_diverted=0.0)
-    router.save(folder / "router")
-    th = json.loads((folder / "thresholds.json").read_text())
+    parts = artefacts(folder)                 # the bot's current generation
+    router.save(parts / "router")
+    th = json.loads((parts / "thresholds.json").read_text())
     th["handoff"] = -1.0
-    (folder / "thresholds.json").write_text(json.dumps(th))
+    (parts / "thresholds.json").write_text(json.dumps(th))
+    bot.close()
     return folder
 
 
