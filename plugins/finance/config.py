@@ -12,9 +12,12 @@ from pathlib import Path
 from tuneforge.errors import ConfigError
 from tuneforge.storage import read_toml
 
-from .durations import parse_duration
+from .durations import format_duration, parse_duration
 from .entities import Watchlist
 from .rules import Rule, rule_from_dict
+
+
+DEFAULT_GRACE_S = 300.0   # [windows] grace default: 5 minutes of allowed lateness
 
 
 def _check_keys(section: str, data: dict, allowed: set[str]) -> None:
@@ -127,6 +130,7 @@ class MonitorConfig:
     ingest: IngestConfig = field(default_factory=IngestConfig)
     state_db: str = "monitor.db"
     windows: list[float] = field(default_factory=lambda: [3600.0, 86400.0])
+    grace: float = DEFAULT_GRACE_S   # [windows] grace: allowed lateness behind the stream clock
     rules: list[Rule] = field(default_factory=list)
     sinks: SinksConfig = field(default_factory=SinksConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
@@ -143,6 +147,15 @@ class MonitorConfig:
             raise ConfigError("[windows] sizes must be positive durations")
         # every window a rule needs is kept
         self.windows = sorted(set(self.windows) | {w for r in self.rules for w in r.windows()})
+        if isinstance(self.grace, bool) or not isinstance(self.grace, (int, float)) or self.grace < 0:
+            raise ConfigError(f"[windows] grace must be a duration >= 0 like '5m', got {self.grace!r}")
+        if self.grace >= self.windows[0]:
+            raise ConfigError(f"[windows] grace ({format_duration(self.grace)}) must be shorter than the smallest "
+                              f"window ({format_duration(self.windows[0])}): an item that late could not be "
+                              "counted in it",
+                              hint=f"set grace below {format_duration(self.windows[0])} "
+                                   "(items later than the grace go to the dead-letter file)")
+        self.grace = float(self.grace)
 
     def path(self, value: str | None) -> Path | None:
         if value is None:
@@ -179,8 +192,9 @@ class MonitorConfig:
         state = data.get("state", {})
         _check_keys("state", state, {"db"})
         windows = data.get("windows", {})
-        _check_keys("windows", windows, {"sizes"})
+        _check_keys("windows", windows, {"sizes", "grace"})
         sizes = [_dur("windows", "sizes", s) for s in windows.get("sizes", ["1h", "24h"])]
+        grace = _dur("windows", "grace", windows.get("grace", DEFAULT_GRACE_S))
         rules_data = data.get("rules", [])
         if not isinstance(rules_data, list):
             raise ConfigError("rules must be an array of tables: [[rules]]")
@@ -205,7 +219,7 @@ class MonitorConfig:
             dash["enabled"] = "on" if dash["enabled"] else "off"
         try:
             return cls(model=ModelConfig(**model), ingest=IngestConfig(**ingest),
-                       state_db=state.get("db", "monitor.db"), windows=sizes, rules=rules,
+                       state_db=state.get("db", "monitor.db"), windows=sizes, grace=grace, rules=rules,
                        sinks=SinksConfig(**sinks), http=HttpConfig(**http),
                        dashboard=DashboardConfig(**dash), watchlist=Watchlist.from_config(data.get("watchlist")),
                        dedup=_dur("alerts", "dedup", alerts.get("dedup", 0)), base_dir=base_dir)
