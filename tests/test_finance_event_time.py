@@ -34,8 +34,9 @@ SHUFFLES = settings(max_examples=12, deadline=None, database=None,
 
 
 def config(folder: Path, grace: str = "10m") -> MonitorConfig:
-    text = (f'[model]\nscorer = "keywords"\n[ingest]\ndead_letter = "dead-letter.jsonl"\n[state]\ndb = "monitor.db"\n'
-            f'[windows]\nsizes = ["1h", "24h"]\ngrace = "{grace}"\n[sinks]\nconsole = false\n{RULES}\n{watchlist_toml()}')
+    text = (f'[model]\nscorer = "keywords"\n[ingest]\ndead_letter = "dead-letter.jsonl"\n'
+            f'[state]\ndb = "monitor.db"\n[windows]\nsizes = ["1h", "24h"]\ngrace = "{grace}"\n'
+            f'[sinks]\nconsole = false\n{RULES}\n{watchlist_toml()}')
     path = folder / "monitor.toml"
     path.write_text(text)
     return MonitorConfig.load(path)

@@ -16,7 +16,6 @@ from .durations import format_duration, parse_duration
 from .entities import Watchlist
 from .rules import Rule, rule_from_dict
 
-
 DEFAULT_GRACE_S = 300.0   # [windows] grace default: 5 minutes of allowed lateness
 
 
@@ -123,6 +122,21 @@ class DashboardConfig:
 
 
 @dataclass
+class MetricsConfig:
+    """``[metrics]``: the per-entity gauges on ``/metrics``.  Label cardinality is bounded: the
+    watchlist's tickers plus the ``top_entities`` busiest others in ``window``; the rest are summed
+    under ``entity="other"``."""
+
+    top_entities: int = 10
+    window: float | None = None     # None: the smallest window
+
+    def __post_init__(self):
+        if isinstance(self.top_entities, bool) or not isinstance(self.top_entities, int) or \
+                not 0 <= self.top_entities <= 1000:
+            raise ConfigError(f"[metrics] top_entities must be an integer in 0..1000, got {self.top_entities!r}")
+
+
+@dataclass
 class MonitorConfig:
     """Everything the monitor needs; build with :meth:`load` (TOML) or :meth:`from_dict`."""
 
@@ -135,6 +149,7 @@ class MonitorConfig:
     sinks: SinksConfig = field(default_factory=SinksConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     dashboard: DashboardConfig = field(default_factory=DashboardConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     watchlist: Watchlist = field(default_factory=Watchlist)
     dedup: float = 0.0           # [alerts] dedup: at most one alert per key per this long (0: per rule only)
     base_dir: str = "."
@@ -156,6 +171,12 @@ class MonitorConfig:
                               hint=f"set grace below {format_duration(self.windows[0])} "
                                    "(items later than the grace go to the dead-letter file)")
         self.grace = float(self.grace)
+        if self.metrics.window is None:
+            self.metrics.window = self.windows[0]
+        elif self.metrics.window not in self.windows:
+            raise ConfigError(f"[metrics] window {format_duration(self.metrics.window)} is not one of the windows "
+                              f"({', '.join(format_duration(w) for w in self.windows)})",
+                              hint="add it to [windows] sizes")
 
     def path(self, value: str | None) -> Path | None:
         if value is None:
@@ -176,7 +197,7 @@ class MonitorConfig:
     @classmethod
     def from_dict(cls, data: dict, base_dir: str = ".") -> "MonitorConfig":
         _check_keys("top level", data, {"model", "ingest", "state", "windows", "rules", "sinks", "http",
-                                        "dashboard", "watchlist", "alerts"})
+                                        "dashboard", "watchlist", "alerts", "metrics"})
         alerts = data.get("alerts", {})
         _check_keys("alerts", alerts, {"dedup"})
         model = data.get("model", {})
@@ -211,6 +232,10 @@ class MonitorConfig:
                 if k in hook:
                     hook[k] = _dur("sinks.webhook", k, hook[k])
             sinks["webhook"] = WebhookConfig(**hook)
+        metrics = dict(data.get("metrics", {}))
+        _check_keys("metrics", metrics, set(MetricsConfig.__dataclass_fields__))
+        if "window" in metrics:
+            metrics["window"] = _dur("metrics", "window", metrics["window"])
         http = data.get("http", {})
         _check_keys("http", http, set(HttpConfig.__dataclass_fields__))
         dash = dict(data.get("dashboard", {}))
@@ -221,7 +246,8 @@ class MonitorConfig:
             return cls(model=ModelConfig(**model), ingest=IngestConfig(**ingest),
                        state_db=state.get("db", "monitor.db"), windows=sizes, grace=grace, rules=rules,
                        sinks=SinksConfig(**sinks), http=HttpConfig(**http),
-                       dashboard=DashboardConfig(**dash), watchlist=Watchlist.from_config(data.get("watchlist")),
+                       dashboard=DashboardConfig(**dash), metrics=MetricsConfig(**metrics),
+                       watchlist=Watchlist.from_config(data.get("watchlist")),
                        dedup=_dur("alerts", "dedup", alerts.get("dedup", 0)), base_dir=base_dir)
         except TypeError as e:  # a value of the wrong type reaching a comparison
             raise ConfigError(f"monitor config: {e}") from None

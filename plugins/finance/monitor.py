@@ -295,13 +295,35 @@ class Monitor:
         event-time fields (``watermark``, ``grace``, ``dead_letters`` by kind, ``suppressed_by``) were
         added beside the older ones, which keep their meaning."""
         with self.lock:
+            clock = self.windows.clock if self.windows.clock != float("-inf") else None   # None: no item yet
             return {"stats": self.stats.to_dict(), "dead_letter": self.dead_letter.count,
-                    "suppressed": self.engine.suppressed, "clock": self.windows.clock,
+                    "suppressed": self.engine.suppressed, "clock": clock,
                     "deliveries": self.store.delivery_counts(),
-                    "watermark": self.windows.watermark, "grace": self.windows.grace,
+                    "watermark": None if clock is None else self.windows.watermark, "grace": self.windows.grace,
                     "dead_letters": dict(self.dead_letter.by_kind),
                     "suppressed_by": [{"rule": r, "reason": why, "count": n}
                                       for (r, why), n in sorted(self.engine.suppressed_by.items())]}
+
+    def entity_gauges(self) -> list[tuple[str, int, int]]:
+        """``(entity, items, negative items)`` in the ``[metrics] window`` with bounded cardinality:
+        every watchlist ticker, the ``top_entities`` busiest other entities, the rest summed as
+        ``"other"`` (topic keys and ``*`` are not entities)."""
+        cfg = self.config.metrics
+        size = cfg.window or min(self.windows.sizes)
+        with self.lock:
+            rows = {}
+            for key in self.windows.keys:
+                if key == ALL or key.startswith("topic:"):
+                    continue
+                w = self.windows.get(key, size)
+                rows[key] = (w.n, w.counts[0])
+        listed = set(self.watchlist.companies)
+        out = [(t, *rows.get(t, (0, 0))) for t in sorted(listed)]
+        rest = sorted(((k, v) for k, v in rows.items() if k not in listed), key=lambda kv: (-kv[1][0], kv[0]))
+        out += [(k, n, neg) for k, (n, neg) in rest[:cfg.top_entities] if n]
+        other = [v for _, v in rest[cfg.top_entities:]]
+        out.append(("other", sum(n for n, _ in other), sum(neg for _, neg in other)))
+        return out
 
     def close(self) -> None:
         if self._closed:
