@@ -220,7 +220,7 @@ def main() -> None:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     for src in [s for s in args.sources.split(",") if s]:
         name = f"cross-{src}-{args.mode}-{args.epochs:g}ep"
-        cmd = ["nice", "-n", "10", str(Path(sys.executable).parent / "tuneforge"), "train",
+        cmd = [str(Path(sys.executable).parent / "tuneforge"), "train",   # run the bench itself with nice
                "--task", "finance-sentiment",
                "--data", str(files[src]["train"]), "--validation", str(files[src]["valid"]),
                "--test", str(files[src]["test"]), "--mode", args.mode, "--epochs", str(args.epochs),

@@ -95,3 +95,17 @@ def test_entity_label_cardinality_stays_bounded_with_many_entities(tmp_path):
         rows = mon.entity_gauges()
         assert len(rows) == 2 + 3 + 1 and rows[-1][0] == "other"
         assert sum(n for _, n, _ in rows) == 500
+
+
+def test_metrics_config_is_validated():
+    import pytest
+
+    from tuneforge.errors import ConfigError
+
+    base = {"model": {"scorer": "keywords"}}
+    assert MonitorConfig.from_dict(base).metrics.window == 3600.0          # default: the smallest window
+    assert MonitorConfig.from_dict({**base, "metrics": {"window": "24h"}}).metrics.window == 86400.0
+    with pytest.raises(ConfigError, match=r"\[metrics\] window 2h is not one of the windows \(1h, 1d\)"):
+        MonitorConfig.from_dict({**base, "metrics": {"window": "2h"}})
+    with pytest.raises(ConfigError, match="top_entities must be an integer"):
+        MonitorConfig.from_dict({**base, "metrics": {"top_entities": -1}})
