@@ -118,6 +118,45 @@ def backtest(stream, events, config_path, bundle, variant, scorer, tolerance, ou
         click.echo(f"-> {out_dir}/backtest.json, {len(result.pngs)} timeline PNGs")
 
 
+@group.command()
+@click.option("--bundle", required=True, type=click.Path(exists=True, file_okay=False),
+              help="finance-sentiment bundle.")
+@click.option("--data", "data_path", type=click.Path(exists=True, dir_okay=False),
+              help="Labelled CSV/JSONL (text, label: names or the Twitter 0/1/2); default: the bundled "
+                   "Twitter validation file.")
+@click.option("--variant", help="Bundle variant (int8, fp32, ...).")
+@click.option("--json", "as_json", is_flag=True)
+def calibrate(bundle, data_path, variant, as_json):
+    """Fit the softmax temperature that calibrates sentiment_score on a labelled file ([model] temperature)."""
+    import numpy as np
+
+    from tuneforge.data import ColumnMap, load_dataset
+
+    from . import DATA, LABELS
+    from .calibration import apply_temperature, ece, fit_temperature, nll
+    from .scoring import ORDER, BundleScorer
+
+    path = data_path or str(DATA / "valid.csv")
+    ds = load_dataset(path, ColumnMap.from_dict({"text": "text", "label": "label"}), label_kind="single")
+    names = [LABELS.get(e.label, e.label) for e in ds.examples]
+    unknown = sorted(set(names) - set(ORDER))
+    if unknown:
+        raise click.UsageError(f"{path}: labels {unknown} are not negative / neutral / positive (or 0 / 1 / 2)")
+    y = np.array([ORDER.index(n) for n in names])
+    probs = BundleScorer.load(bundle, variant=variant).score([e.text for e in ds.examples])
+    t = fit_temperature(probs, y)
+    cal = apply_temperature(probs, t)
+    out = {"data": path, "n": len(y), "temperature": t, "accuracy": round(float((probs.argmax(1) == y).mean()), 4),
+           "nll": [round(nll(probs, y), 4), round(nll(cal, y), 4)], "ece": [round(ece(probs, y), 4),
+                                                                           round(ece(cal, y), 4)]}
+    if as_json:
+        click.echo(json.dumps(out, indent=2))
+        return
+    click.echo(f"{out['n']} rows, accuracy {out['accuracy']:.4f}; temperature {t:g}: NLL {out['nll'][0]} -> "
+               f"{out['nll'][1]}, ECE {out['ece'][0]} -> {out['ece'][1]}")
+    click.echo(f"monitor.toml: [model] temperature = {t:g}")
+
+
 def report_finance_command() -> click.Command:
     @click.command(name="finance", epilog=REPORT_EXAMPLE)
     @click.option("--db", default="monitor.db", show_default=True, type=click.Path(dir_okay=False),

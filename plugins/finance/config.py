@@ -47,6 +47,7 @@ class ModelConfig:
     threads: int | None = None
     topic_bundle: str | None = None
     topic_min_score: float = 0.0
+    temperature: float = 1.0     # softmax temperature for the bundle's probabilities (tuneforge finance calibrate)
 
     def __post_init__(self):
         if self.scorer not in ("bundle", "keywords"):
@@ -56,6 +57,10 @@ class ModelConfig:
                               hint="or scorer = \"keywords\" for a model-free dry run")
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ConfigError("[model] batch_size must be a positive integer")
+        if isinstance(self.temperature, bool) or not isinstance(self.temperature, (int, float)) or \
+                not 0.05 <= self.temperature <= 20:
+            raise ConfigError(f"[model] temperature must be a number in [0.05, 20], got {self.temperature!r}",
+                              hint="tuneforge finance calibrate --bundle DIR prints the fitted value")
 
 
 @dataclass
