@@ -18,9 +18,10 @@ Sources (label maps aligned to negative / neutral / positive):
 
 Every run: ``tuneforge train --task finance-sentiment --data <src>-train.csv --validation
 <src>-valid.csv --test <src>-test.csv`` (the CLI, niced), then its model (PyTorch, in process)
-scores every test set: accuracy, macro-F1, and the continuous score p(pos) - p(neg): NLL and
-expected calibration error (ECE, 10 bins, of the top label) before and after a temperature fitted
-on the run's own validation split (grid search on NLL).  Written to ``--out`` (JSON) with a
+scores every test set: accuracy, macro-F1, and the probabilities behind the continuous score
+p(pos) - p(neg): NLL and expected calibration error (ECE, 10 bins, of the top label) before and after
+a temperature fitted on the run's own validation split (``tuneforge.plugins.finance.calibration``,
+the same fit as ``tuneforge finance calibrate``).  Written to ``--out`` (JSON) with a
 Markdown table on stdout.
 """
 
@@ -134,33 +135,10 @@ class TorchModel:
         return out
 
 
-def softmax(z: np.ndarray, t: float = 1.0) -> np.ndarray:
-    z = z / t
+def softmax(z: np.ndarray) -> np.ndarray:
     z = z - z.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)
-
-
-def nll(logits, y, t=1.0) -> float:
-    p = softmax(logits, t)
-    return float(-np.mean(np.log(np.clip(p[np.arange(len(y)), y], 1e-12, 1))))
-
-
-def ece(logits, y, t=1.0, bins: int = 10) -> float:
-    p = softmax(logits, t)
-    conf, pred = p.max(axis=1), p.argmax(axis=1)
-    edges = np.linspace(0, 1, bins + 1)
-    total = 0.0
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        m = (conf > lo) & (conf <= hi)
-        if m.any():
-            total += m.mean() * abs((pred[m] == y[m]).mean() - conf[m].mean())
-    return float(total)
-
-
-def fit_temperature(logits, y) -> float:
-    grid = np.exp(np.linspace(np.log(0.25), np.log(8.0), 121))
-    return float(grid[int(np.argmin([nll(logits, y, t) for t in grid]))])
 
 
 def macro_f1(y, pred) -> float:
@@ -174,25 +152,28 @@ def macro_f1(y, pred) -> float:
 
 
 def score_run(run_dir: Path, sources, valid_of: str | None) -> dict:
+    from tuneforge.plugins.finance.calibration import apply_temperature, ece, fit_temperature, nll
+
     model = TorchModel(run_dir)
     out = {"run": str(run_dir)}
     temp = 1.0
     if valid_of is not None:
         rows = sources[valid_of]["valid"]
-        lv = model.logits([t for t, _ in rows])
+        pv = softmax(model.logits([t for t, _ in rows]))
         yv = np.array([ORDER.index(lab) for _, lab in rows])
-        temp = fit_temperature(lv, yv)
-        out["valid"] = {"source": valid_of, "accuracy": round(float((lv.argmax(1) == yv).mean()), 4)}
+        temp = fit_temperature(pv, yv)
+        out["valid"] = {"source": valid_of, "accuracy": round(float((pv.argmax(1) == yv).mean()), 4)}
     out["temperature"] = round(temp, 3)
     for name, splits in sources.items():
         rows = splits["test"]
-        lg = model.logits([t for t, _ in rows])
+        p = softmax(model.logits([t for t, _ in rows]))
+        pt = apply_temperature(p, temp)
         y = np.array([ORDER.index(lab) for _, lab in rows])
-        pred = lg.argmax(1)
+        pred = p.argmax(1)
         out[name] = {"n": len(rows), "accuracy": round(float((pred == y).mean()), 4),
                      "macro_f1": round(macro_f1(y, pred), 4),
-                     "nll": round(nll(lg, y), 4), "nll_T": round(nll(lg, y, temp), 4),
-                     "ece": round(ece(lg, y), 4), "ece_T": round(ece(lg, y, temp), 4)}
+                     "nll": round(nll(p, y), 4), "nll_T": round(nll(pt, y), 4),
+                     "ece": round(ece(p, y), 4), "ece_T": round(ece(pt, y), 4)}
     return out
 
 
