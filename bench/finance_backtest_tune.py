@@ -7,7 +7,8 @@ through :class:`Monitor` (``tuneforge.plugins.finance.backtest.replay``), not a 
 
 Search: each rule alone over its grid (the template's other settings kept), the best by the
 criterion (recall, subject to precision >= --min-precision on ``tune``; ties: lower median delay,
-fewer alerts); then every non-empty combination of the three winners with ``[alerts] dedup``.
+fewer alerts); then every non-empty combination of the three winners with ``[alerts] dedup``,
+and the template's current set as it is.
 The winner is replayed once on ``test`` and printed beside the template's current defaults.
 """
 
@@ -34,6 +35,12 @@ GRIDS = {
     "negative_share": {"window": ["1h", "2h"], "threshold": [0.5, 0.6, 0.7], "min_volume": [4, 5, 6, 8]},
     "negative_surge": {"z": [3.0, 4.0, 5.0], "min_count": [3, 4, 5, 6]},
     "sentiment_drop": {"drop": [0.4, 0.5, 0.6], "min_volume": [4, 6, 8]},
+}
+WIDE = {   # --wide: lower thresholds too (a model that misses negatives dilutes an event's share)
+    "negative_share": {"window": ["1h", "2h"], "threshold": [0.35, 0.4, 0.45, 0.5, 0.6],
+                       "min_volume": [5, 6, 8, 10]},
+    "negative_surge": {"z": [2.5, 3.0, 4.0], "min_count": [3, 4, 5]},
+    "sentiment_drop": {"drop": [0.3, 0.4, 0.5], "min_volume": [6, 8]},
 }
 
 
@@ -71,6 +78,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--tolerance", type=float, default=7200.0)
     p.add_argument("--min-precision", type=float, default=0.95)
+    p.add_argument("--wide", action="store_true", help="the wider grid (lower thresholds)")
     p.add_argument("--out", help="write the JSON result here")
     args = p.parse_args()
     data = Path(args.data_dir)
@@ -82,7 +90,7 @@ def main() -> None:
     base = template_rules()
     log = []
     winners = {}
-    for kind, grid in GRIDS.items():
+    for kind, grid in (WIDE if args.wide else GRIDS).items():
         best = None
         for values in itertools.product(*grid.values()):
             rule = {**base[kind], **dict(zip(grid, values))}
@@ -97,16 +105,17 @@ def main() -> None:
             print(f"{kind}: {json.dumps({k: best[0][k] for k in grid})} -> precision {best[1].overall.precision} "
                   f"recall {best[1].overall.recall}", file=sys.stderr)
     best = None
-    for n in range(1, len(winners) + 1):
-        for combo in itertools.combinations(winners.values(), n):
-            res = run(list(combo), tune, ev_tune, scorer, args.tolerance)
-            if ok(res, args.min_precision) and (best is None or key(res) > key(best[1])):
-                best = (list(combo), res)
+    combos = [list(c) for n in range(1, len(winners) + 1) for c in itertools.combinations(winners.values(), n)]
+    combos.append([base[k] for k in GRIDS if k in base])        # keeping the template's set is a candidate too
+    for combo in combos:
+        res = run(combo, tune, ev_tune, scorer, args.tolerance)
+        if ok(res, args.min_precision) and (best is None or key(res) > key(best[1])):
+            best = (combo, res)
     if best is None:
         raise SystemExit(f"no rule set reaches precision {args.min_precision} on the tune half")
     rules, tuned = best
     held_out = run(rules, test, ev_test, scorer, args.tolerance)
-    defaults = [base[k] for k in GRIDS]
+    defaults = [base[k] for k in GRIDS if k in base]
     before_tune = run(defaults, tune, ev_tune, scorer, args.tolerance)
     before_test = run(defaults, test, ev_test, scorer, args.tolerance)
     result = {"scorer": scorer.describe(), "min_precision": args.min_precision, "tolerance_s": args.tolerance,
