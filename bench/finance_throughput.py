@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DATA = ROOT / "plugins" / "finance_sentiment" / "data" / "valid.csv"
+DEFAULT_DATA = ROOT / "plugins" / "finance" / "data" / "valid.csv"
 T0 = 1_714_521_600.0
 
 
@@ -143,7 +143,7 @@ class TorchScorer:
 
 def time_monitor(scorer, stream: Path, batch: int, chunk: int) -> tuple[float, dict]:
     from tuneforge.plugins.finance.config import MonitorConfig
-from tuneforge.plugins.finance.monitor import Monitor
+    from tuneforge.plugins.finance.monitor import Monitor
 
     with tempfile.TemporaryDirectory(prefix="fin-bench-") as tmp:
         cfg_path = Path(tmp) / "monitor.toml"

@@ -52,6 +52,9 @@ def test_finance_postprocess_adds_sentiment_and_entities():
     out = tuneforge_postprocess(task=get_task("finance-sentiment"), texts=["$ACME slumps"],
                                 predictions=[Prediction(label="negative", score=0.9)])
     assert out == [{"label": "negative", "score": 0.9, "sentiment": "negative", "entities": ["ACME"]}]
+    scored = tuneforge_postprocess(task=get_task("finance-sentiment"), texts=["$ACME beats"], predictions=[
+        Prediction(label="positive", score=0.7, scores={"negative": 0.1, "neutral": 0.2, "positive": 0.7})])
+    assert scored[0]["sentiment_score"] == 0.6 and scored[0]["sentiment"] == "positive"
     assert tuneforge_postprocess(task=get_task("support-intents"), texts=["x"], predictions=[None]) is None
 
 

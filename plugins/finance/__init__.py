@@ -9,13 +9,14 @@ loaded for every CLI call.  ``python -m tuneforge.apps.finance_monitor`` runs th
 ``entities``    cashtags ($AAPL) and a watchlist of companies with aliases
 ``ingest``      JSONL/CSV files (replay, time compression), watched folder, stdin; dead letters
 ``scoring``     bundle (onnxruntime) / keyword scorers -> negative, neutral, positive
-``windows``     rolling counts and sentiment per key, in stream time
+``windows``     rolling counts and sentiment per key, in event time, with allowed lateness (grace)
 ``rules``       negative share, negative surge (EWMA z-score), sentiment drop
 ``alerts``      edge-triggered alerts with cooldown and de-duplication
 ``sinks``       console, JSONL, SQLite, webhook (retries, back-off)
 ``store``       SQLite state: items, read positions, rule state, alerts, delivery outbox
 ``monitor``     the loop; ``run`` (the CLI's foreground run); ``dashboard`` (rich)
 ``app``/``http``  the app core serves: ``/v1/events``, ``/v1/alerts``, ``/v1/status``
+``backtest``    replay a stream through the monitor, score its alerts against labelled events
 ``report``      PNG + HTML report; ``commands``: ``tuneforge finance ...``, ``tuneforge report finance``
 ``templates/``  ``tuneforge new app NAME --template finance-monitor``
 ==============  ===================================================================
@@ -68,12 +69,22 @@ def tuneforge_load_data(task, path, split):
 
 @hookimpl
 def tuneforge_postprocess(task, texts, predictions):
-    """finance-sentiment predictions gain ``sentiment`` (the label) and ``entities`` (cashtags)."""
+    """finance-sentiment predictions gain ``sentiment`` (the label), ``sentiment_score``
+    (p(positive) - p(negative), in [-1, 1]; present when the prediction has all label scores) and
+    ``entities`` (cashtags)."""
     if task is None or task.name != TASK:
         return None
     from .entities import extract_entities
 
-    return [{**p.to_dict(), "sentiment": p.label, "entities": extract_entities(t)} for t, p in zip(texts, predictions)]
+    out = []
+    for t, p in zip(texts, predictions):
+        row = {**p.to_dict(), "sentiment": p.label}
+        scores = p.scores or {}
+        if "positive" in scores and "negative" in scores:
+            row["sentiment_score"] = round(float(scores["positive"]) - float(scores["negative"]), 6)
+        row["entities"] = extract_entities(t)
+        out.append(row)
+    return out
 
 
 @hookimpl

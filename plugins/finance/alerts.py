@@ -62,6 +62,7 @@ class AlertEngine:
         self.states: dict[tuple[str, str], dict] = states or {}
         self.dirty: set[tuple[str, str]] = set()
         self.suppressed = 0
+        self.suppressed_by: dict[tuple[str, str], int] = {}   # (rule, "cooldown" | "dedup") -> count
         self.names = names
 
     def on_entry(self, key: str, entry: Entry, windows: WindowSet) -> list[Alert]:
@@ -71,7 +72,7 @@ class AlertEngine:
                 continue
             pair = (rule.name, key)
             state = self.states.setdefault(pair, {"active": False, "last": None})
-            rule.observe(key, entry, state)
+            rule.observe(key, entry, state, windows.watermark)
             finding = rule.check(key, windows, state)
             clock = windows.clock
             if finding is None:
@@ -81,9 +82,9 @@ class AlertEngine:
             elif not state["active"]:
                 key_state = self.states.setdefault((self.KEY, key), {"last": None})
                 if state["last"] is not None and clock - state["last"] < rule.cooldown:
-                    self.suppressed += 1
+                    self._suppress(rule.name, "cooldown")
                 elif self.dedup_s and key_state["last"] is not None and clock - key_state["last"] < self.dedup_s:
-                    self.suppressed += 1
+                    self._suppress(rule.name, "dedup")
                 else:
                     key_state["last"] = clock
                     self.dirty.add((self.KEY, key))
@@ -95,6 +96,10 @@ class AlertEngine:
             if rule.kind == "negative_surge" or finding is not None or pair in self.dirty:
                 self.dirty.add(pair)
         return out
+
+    def _suppress(self, rule: str, reason: str) -> None:
+        self.suppressed += 1
+        self.suppressed_by[(rule, reason)] = self.suppressed_by.get((rule, reason), 0) + 1
 
     def take_dirty(self) -> dict[tuple[str, str], dict]:
         out = {p: self.states[p] for p in self.dirty}

@@ -29,7 +29,7 @@ Examples:
 
 @click.group(name="finance", epilog=EXAMPLE)
 def group():
-    """Financial news monitor: entities, the monitor app, reports."""
+    """Financial news monitor: entities, the monitor app, backtests, reports."""
 
 
 @group.command(epilog=EXAMPLE)
@@ -65,6 +65,96 @@ def entities(texts, config_path):
         wl = MonitorConfig.load(config_path).watchlist
     for text in texts:
         click.echo(json.dumps({"text": text, "entities": wl.find(text)}))
+
+
+BACKTEST_EXAMPLE = """\b
+Examples:
+  tuneforge finance backtest --stream plugins/finance/data/backtest/test.jsonl \\
+      --events plugins/finance/data/backtest/test-events.jsonl --bundle exports/finance-sentiment/v1
+  tuneforge finance backtest --stream news.jsonl --events events.jsonl --config monitor.toml --out backtest/
+  tuneforge finance backtest --stream s.jsonl --events e.jsonl --scorer gold --tolerance 3h --json
+
+Without --config the rules are the template's defaults (tuneforge new app X --template finance-monitor)."""
+
+
+@group.command(epilog=BACKTEST_EXAMPLE)
+@click.option("--stream", "stream", required=True, type=click.Path(dir_okay=False),
+              help="JSONL/CSV items replayed through the monitor.")
+@click.option("--events", "events", required=True, type=click.Path(dir_okay=False),
+              help="Labelled events, JSON lines {id, entity, start, end}.")
+@click.option("--config", "-c", "config_path", type=click.Path(exists=True, dir_okay=False),
+              help="monitor.toml whose rules / windows / grace / dedup to test (default: the template's).")
+@click.option("--bundle", type=click.Path(file_okay=False), help="finance-sentiment bundle to score with.")
+@click.option("--variant", help="Bundle variant (int8, fp32, ...).")
+@click.option("--scorer", type=click.Choice(["bundle", "keywords", "gold"]),
+              help="gold: the bundled headlines' own labels (rules without model error).")
+@click.option("--tolerance", default="2h", show_default=True,
+              help="An alert up to this long after an event's end still matches it.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False),
+              help="Write backtest.json and a PNG timeline per entity here.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def backtest(stream, events, config_path, bundle, variant, scorer, tolerance, out_dir, as_json):
+    """Replay a stream through the monitor's rules; precision, recall and delay against labelled events."""
+    from .backtest import default_config, format_table, make_scorer, run_backtest
+    from .durations import parse_duration
+
+    try:
+        tol = parse_duration(tolerance, "--tolerance")
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+    config = default_config(config_path)
+    result = run_backtest(stream, events, config, make_scorer(scorer, bundle, variant, config),
+                          tolerance=tol, out_dir=out_dir)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2))
+        return
+    click.echo(f"{result.events} labelled events, {result.entities} entities, {result.days:g} days, "
+               f"scorer: {result.scorer}")
+    click.echo(format_table(result))
+    if result.missed:
+        click.echo("missed: " + ", ".join(f"{m['id']} ({m['entity']} {m['start']}, size {m['size']})"
+                                          for m in result.missed[:10]))
+    if out_dir:
+        click.echo(f"-> {out_dir}/backtest.json, {len(result.pngs)} timeline PNGs")
+
+
+@group.command()
+@click.option("--bundle", required=True, type=click.Path(exists=True, file_okay=False),
+              help="finance-sentiment bundle.")
+@click.option("--data", "data_path", type=click.Path(exists=True, dir_okay=False),
+              help="Labelled CSV/JSONL (text, label: names or the Twitter 0/1/2); default: the bundled "
+                   "Twitter validation file.")
+@click.option("--variant", help="Bundle variant (int8, fp32, ...).")
+@click.option("--json", "as_json", is_flag=True)
+def calibrate(bundle, data_path, variant, as_json):
+    """Fit the softmax temperature that calibrates sentiment_score on a labelled file ([model] temperature)."""
+    import numpy as np
+
+    from tuneforge.data import ColumnMap, load_dataset
+
+    from . import DATA, LABELS
+    from .calibration import apply_temperature, ece, fit_temperature, nll
+    from .scoring import ORDER, BundleScorer
+
+    path = data_path or str(DATA / "valid.csv")
+    ds = load_dataset(path, ColumnMap.from_dict({"text": "text", "label": "label"}), label_kind="single")
+    names = [LABELS.get(e.label, e.label) for e in ds.examples]
+    unknown = sorted(set(names) - set(ORDER))
+    if unknown:
+        raise click.UsageError(f"{path}: labels {unknown} are not negative / neutral / positive (or 0 / 1 / 2)")
+    y = np.array([ORDER.index(n) for n in names])
+    probs = BundleScorer.load(bundle, variant=variant).score([e.text for e in ds.examples])
+    t = fit_temperature(probs, y)
+    cal = apply_temperature(probs, t)
+    out = {"data": path, "n": len(y), "temperature": t, "accuracy": round(float((probs.argmax(1) == y).mean()), 4),
+           "nll": [round(nll(probs, y), 4), round(nll(cal, y), 4)], "ece": [round(ece(probs, y), 4),
+                                                                           round(ece(cal, y), 4)]}
+    if as_json:
+        click.echo(json.dumps(out, indent=2))
+        return
+    click.echo(f"{out['n']} rows, accuracy {out['accuracy']:.4f}; temperature {t:g}: NLL {out['nll'][0]} -> "
+               f"{out['nll'][1]}, ECE {out['ece'][0]} -> {out['ece'][1]}")
+    click.echo(f"monitor.toml: [model] temperature = {t:g}")
 
 
 def report_finance_command() -> click.Command:

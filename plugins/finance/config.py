@@ -12,9 +12,11 @@ from pathlib import Path
 from tuneforge.errors import ConfigError
 from tuneforge.storage import read_toml
 
-from .durations import parse_duration
+from .durations import format_duration, parse_duration
 from .entities import Watchlist
 from .rules import Rule, rule_from_dict
+
+DEFAULT_GRACE_S = 300.0   # [windows] grace default: 5 minutes of allowed lateness
 
 
 def _check_keys(section: str, data: dict, allowed: set[str]) -> None:
@@ -45,6 +47,7 @@ class ModelConfig:
     threads: int | None = None
     topic_bundle: str | None = None
     topic_min_score: float = 0.0
+    temperature: float = 1.0     # softmax temperature for the bundle's probabilities (tuneforge finance calibrate)
 
     def __post_init__(self):
         if self.scorer not in ("bundle", "keywords"):
@@ -54,6 +57,10 @@ class ModelConfig:
                               hint="or scorer = \"keywords\" for a model-free dry run")
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ConfigError("[model] batch_size must be a positive integer")
+        if isinstance(self.temperature, bool) or not isinstance(self.temperature, (int, float)) or \
+                not 0.05 <= self.temperature <= 20:
+            raise ConfigError(f"[model] temperature must be a number in [0.05, 20], got {self.temperature!r}",
+                              hint="tuneforge finance calibrate --bundle DIR prints the fitted value")
 
 
 @dataclass
@@ -120,6 +127,21 @@ class DashboardConfig:
 
 
 @dataclass
+class MetricsConfig:
+    """``[metrics]``: the per-entity gauges on ``/metrics``.  Label cardinality is bounded: the
+    watchlist's tickers plus the ``top_entities`` busiest others in ``window``; the rest are summed
+    under ``entity="other"``."""
+
+    top_entities: int = 10
+    window: float | None = None     # None: the smallest window
+
+    def __post_init__(self):
+        if isinstance(self.top_entities, bool) or not isinstance(self.top_entities, int) or \
+                not 0 <= self.top_entities <= 1000:
+            raise ConfigError(f"[metrics] top_entities must be an integer in 0..1000, got {self.top_entities!r}")
+
+
+@dataclass
 class MonitorConfig:
     """Everything the monitor needs; build with :meth:`load` (TOML) or :meth:`from_dict`."""
 
@@ -127,10 +149,12 @@ class MonitorConfig:
     ingest: IngestConfig = field(default_factory=IngestConfig)
     state_db: str = "monitor.db"
     windows: list[float] = field(default_factory=lambda: [3600.0, 86400.0])
+    grace: float = DEFAULT_GRACE_S   # [windows] grace: allowed lateness behind the stream clock
     rules: list[Rule] = field(default_factory=list)
     sinks: SinksConfig = field(default_factory=SinksConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     dashboard: DashboardConfig = field(default_factory=DashboardConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     watchlist: Watchlist = field(default_factory=Watchlist)
     dedup: float = 0.0           # [alerts] dedup: at most one alert per key per this long (0: per rule only)
     base_dir: str = "."
@@ -143,6 +167,21 @@ class MonitorConfig:
             raise ConfigError("[windows] sizes must be positive durations")
         # every window a rule needs is kept
         self.windows = sorted(set(self.windows) | {w for r in self.rules for w in r.windows()})
+        if isinstance(self.grace, bool) or not isinstance(self.grace, (int, float)) or self.grace < 0:
+            raise ConfigError(f"[windows] grace must be a duration >= 0 like '5m', got {self.grace!r}")
+        if self.grace >= self.windows[0]:
+            raise ConfigError(f"[windows] grace ({format_duration(self.grace)}) must be shorter than the smallest "
+                              f"window ({format_duration(self.windows[0])}): an item that late could not be "
+                              "counted in it",
+                              hint=f"set grace below {format_duration(self.windows[0])} "
+                                   "(items later than the grace go to the dead-letter file)")
+        self.grace = float(self.grace)
+        if self.metrics.window is None:
+            self.metrics.window = self.windows[0]
+        elif self.metrics.window not in self.windows:
+            raise ConfigError(f"[metrics] window {format_duration(self.metrics.window)} is not one of the windows "
+                              f"({', '.join(format_duration(w) for w in self.windows)})",
+                              hint="add it to [windows] sizes")
 
     def path(self, value: str | None) -> Path | None:
         if value is None:
@@ -163,7 +202,7 @@ class MonitorConfig:
     @classmethod
     def from_dict(cls, data: dict, base_dir: str = ".") -> "MonitorConfig":
         _check_keys("top level", data, {"model", "ingest", "state", "windows", "rules", "sinks", "http",
-                                        "dashboard", "watchlist", "alerts"})
+                                        "dashboard", "watchlist", "alerts", "metrics"})
         alerts = data.get("alerts", {})
         _check_keys("alerts", alerts, {"dedup"})
         model = data.get("model", {})
@@ -179,8 +218,9 @@ class MonitorConfig:
         state = data.get("state", {})
         _check_keys("state", state, {"db"})
         windows = data.get("windows", {})
-        _check_keys("windows", windows, {"sizes"})
+        _check_keys("windows", windows, {"sizes", "grace"})
         sizes = [_dur("windows", "sizes", s) for s in windows.get("sizes", ["1h", "24h"])]
+        grace = _dur("windows", "grace", windows.get("grace", DEFAULT_GRACE_S))
         rules_data = data.get("rules", [])
         if not isinstance(rules_data, list):
             raise ConfigError("rules must be an array of tables: [[rules]]")
@@ -197,6 +237,10 @@ class MonitorConfig:
                 if k in hook:
                     hook[k] = _dur("sinks.webhook", k, hook[k])
             sinks["webhook"] = WebhookConfig(**hook)
+        metrics = dict(data.get("metrics", {}))
+        _check_keys("metrics", metrics, set(MetricsConfig.__dataclass_fields__))
+        if "window" in metrics:
+            metrics["window"] = _dur("metrics", "window", metrics["window"])
         http = data.get("http", {})
         _check_keys("http", http, set(HttpConfig.__dataclass_fields__))
         dash = dict(data.get("dashboard", {}))
@@ -205,9 +249,10 @@ class MonitorConfig:
             dash["enabled"] = "on" if dash["enabled"] else "off"
         try:
             return cls(model=ModelConfig(**model), ingest=IngestConfig(**ingest),
-                       state_db=state.get("db", "monitor.db"), windows=sizes, rules=rules,
+                       state_db=state.get("db", "monitor.db"), windows=sizes, grace=grace, rules=rules,
                        sinks=SinksConfig(**sinks), http=HttpConfig(**http),
-                       dashboard=DashboardConfig(**dash), watchlist=Watchlist.from_config(data.get("watchlist")),
+                       dashboard=DashboardConfig(**dash), metrics=MetricsConfig(**metrics),
+                       watchlist=Watchlist.from_config(data.get("watchlist")),
                        dedup=_dur("alerts", "dedup", alerts.get("dedup", 0)), base_dir=base_dir)
         except TypeError as e:  # a value of the wrong type reaching a comparison
             raise ConfigError(f"monitor config: {e}") from None

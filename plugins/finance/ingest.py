@@ -35,18 +35,21 @@ class Record:
 
 
 class DeadLetter:
-    """Appends malformed records (with the reason) to a JSONL file; never raises on bad input."""
+    """Appends malformed records and items later than the grace (``kind``, with the reason) to a
+    JSONL file; never raises on bad input."""
 
     def __init__(self, path: Path | None):
         self.path = path
         self.count = 0
+        self.by_kind: dict[str, int] = {}     # "malformed" | "late" -> rows written by this process
         self._lock = threading.Lock()
 
-    def write(self, source: str, line: int, reason: str, raw: str) -> None:
+    def write(self, source: str, line: int, reason: str, raw: str, kind: str = "malformed") -> None:
         self.count += 1
+        self.by_kind[kind] = self.by_kind.get(kind, 0) + 1
         if self.path is None:
             return
-        row = {"source": source, "line": line, "reason": reason, "raw": raw[:2000], "at": time.time()}
+        row = {"source": source, "line": line, "kind": kind, "reason": reason, "raw": raw[:2000], "at": time.time()}
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path, "a", encoding="utf-8") as f:

@@ -35,7 +35,8 @@ class Stats:
     scored: int = 0
     duplicates: int = 0
     malformed: int = 0
-    late: int = 0
+    late: int = 0            # later than the grace: side output (dead letter + late_items), not windowed
+    out_of_order: int = 0    # behind the clock but inside the grace: windowed where they belong
     alerts: int = 0
     batches: int = 0
     score_s: float = 0.0
@@ -62,7 +63,7 @@ class Monitor:
             topic_scorer = topic_scorer_from_config(config.model, config.path)
         self.scorer, self.topic_scorer = scorer, topic_scorer
         self.watchlist = config.watchlist
-        self.windows = WindowSet(config.windows)
+        self.windows = WindowSet(config.windows, grace=config.grace)
         self.engine = AlertEngine(config.rules, self.store.rule_states(), names=self.watchlist.name_of,
                                   dedup_s=config.dedup)
         self.dead_letter = DeadLetter(config.path(config.ingest.dead_letter))
@@ -74,6 +75,7 @@ class Monitor:
             if isinstance(sink, WebhookSink) and sink.on_result is None:
                 sink.on_result = self._webhook_result
         self.recent_alerts: deque = deque(self.store.alerts(limit=50), maxlen=50)
+        self.alert_counts: dict[tuple[str, str], int] = self.store.alert_counts()   # (rule, severity)
         self._restore_windows()
         self._redeliver()
         self._closed = False
@@ -125,12 +127,14 @@ class Monitor:
             self.stats.malformed += len(malformed)
             known = self.store.known_ids([r.item.id for r in good]) if good else set()
             new: list[Item] = []
+            new_records: list[Record] = []
             seen: set[str] = set()
             for r in good:
                 if r.item.id in known or r.item.id in seen:
                     continue
                 seen.add(r.item.id)
                 new.append(r.item)
+                new_records.append(r)
             duplicates = len(good) - len(new)
             self.stats.duplicates += duplicates
             t0 = time.perf_counter()
@@ -141,21 +145,28 @@ class Monitor:
                 for j, t in zip(todo, self.topic_scorer.topics([new[j].text for j in todo])):
                     topics[j] = t
             self.stats.score_s += time.perf_counter() - t0
-            raised, late = self._apply(records, new, np.asarray(probs), topics)
+            raised, late = self._apply(records, new_records, np.asarray(probs), topics)
             self.stats.scored += len(new)
             self.stats.late += late
         self._deliver(raised)
         return {"accepted": len(new), "duplicates": duplicates, "malformed": malformed, "late": late,
                 "alerts": [a["id"] for a in raised]}
 
-    def _apply(self, records, new, probs, topics) -> tuple[list[dict], int]:
+    def _apply(self, records, new_records, probs, topics) -> tuple[list[dict], int]:
         alerts: list[Alert] = []
         rows: list[tuple[str, Entry]] = []
         late = 0
         find = self.watchlist.find
-        labels = probs.argmax(axis=1) if len(new) else []
+        windows = self.windows
+        labels = probs.argmax(axis=1) if len(new_records) else []
         with self.store.transaction() as st:
-            for item, p, label, topic in zip(new, probs, labels, topics):
+            for rec, p, label, topic in zip(new_records, probs, labels, topics):
+                item = rec.item
+                if windows.too_late(item.ts):
+                    self._side_output(st, rec)
+                    late += 1
+                    continue
+                self.stats.out_of_order += item.ts < windows.clock
                 label = int(label)
                 entities = list(dict.fromkeys(item.entities + find(item.text)))
                 seq = st.next_seq()
@@ -163,13 +174,10 @@ class Monitor:
                 self.windows.advance(item.ts)
                 entry = Entry(item.ts, seq, label, float(p[2] - p[0]), item.id)
                 keys = entities + ([f"topic:{topic}"] if topic else []) + [ALL]
-                in_time = False
-                for key in keys:
+                for key in keys:   # inside the grace: fits every window (grace < smallest window)
                     rows.append((key, entry))
                     if self.windows.add(key, entry):
-                        in_time = True
                         alerts += self.engine.on_entry(key, entry, self.windows)
-                late += not in_time
             st.add_entries(rows)
             st.save_rule_states(self.engine.take_dirty())
             names = [s.name for s in self.sinks]
@@ -181,8 +189,24 @@ class Monitor:
             for src, r in last.items():
                 st.set_position(src, r.offset, r.line)
         self.stats.alerts += len(raised)
+        for a in raised:
+            pair = (a["rule"], a["severity"])
+            self.alert_counts[pair] = self.alert_counts.get(pair, 0) + 1
         self.recent_alerts.extend(raised)
         return raised, late
+
+    def _side_output(self, st, rec: Record) -> None:
+        """An item later than the grace: the dead-letter file and the ``late_items`` table, with the reason."""
+        import json
+
+        from .durations import format_duration, iso
+
+        item, clock = rec.item, self.windows.clock
+        reason = (f"late: {format_duration(round(clock - item.ts))} behind the stream clock {iso(clock)} "
+                  f"(grace {format_duration(self.windows.grace)})")
+        st.add_late(item, clock, reason)
+        raw = rec.raw or json.dumps({**item.to_dict(), "timestamp": iso(item.ts)}, ensure_ascii=False)
+        self.dead_letter.write(rec.source, rec.line, reason, raw, kind="late")
 
     def submit(self, events, *, source: str = "http") -> dict:
         """Items from an API call (one dict or a list): a missing timestamp means now."""
@@ -267,10 +291,39 @@ class Monitor:
         return self.stats
 
     def status(self) -> dict:
+        """Counts (``stats``), dead letters, suppressed alerts, the stream clock and deliveries; the
+        event-time fields (``watermark``, ``grace``, ``dead_letters`` by kind, ``suppressed_by``) were
+        added beside the older ones, which keep their meaning."""
         with self.lock:
+            clock = self.windows.clock if self.windows.clock != float("-inf") else None   # None: no item yet
             return {"stats": self.stats.to_dict(), "dead_letter": self.dead_letter.count,
-                    "suppressed": self.engine.suppressed, "clock": self.windows.clock,
-                    "deliveries": self.store.delivery_counts()}
+                    "suppressed": self.engine.suppressed, "clock": clock,
+                    "deliveries": self.store.delivery_counts(),
+                    "watermark": None if clock is None else self.windows.watermark, "grace": self.windows.grace,
+                    "dead_letters": dict(self.dead_letter.by_kind),
+                    "suppressed_by": [{"rule": r, "reason": why, "count": n}
+                                      for (r, why), n in sorted(self.engine.suppressed_by.items())]}
+
+    def entity_gauges(self) -> list[tuple[str, int, int]]:
+        """``(entity, items, negative items)`` in the ``[metrics] window`` with bounded cardinality:
+        every watchlist ticker, the ``top_entities`` busiest other entities, the rest summed as
+        ``"other"`` (topic keys and ``*`` are not entities)."""
+        cfg = self.config.metrics
+        size = cfg.window or min(self.windows.sizes)
+        with self.lock:
+            rows = {}
+            for key in self.windows.keys:
+                if key == ALL or key.startswith("topic:"):
+                    continue
+                w = self.windows.get(key, size)
+                rows[key] = (w.n, w.counts[0])
+        listed = set(self.watchlist.companies)
+        out = [(t, *rows.get(t, (0, 0))) for t in sorted(listed)]
+        rest = sorted(((k, v) for k, v in rows.items() if k not in listed), key=lambda kv: (-kv[1][0], kv[0]))
+        out += [(k, n, neg) for k, (n, neg) in rest[:cfg.top_entities] if n]
+        other = [v for _, v in rest[cfg.top_entities:]]
+        out.append(("other", sum(n for n, _ in other), sum(neg for _, neg in other)))
+        return out
 
     def close(self) -> None:
         if self._closed:

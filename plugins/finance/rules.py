@@ -70,8 +70,9 @@ class Rule:
     def windows(self) -> list[float]:
         return []
 
-    def observe(self, key: str, entry: Entry, state: dict) -> None:
-        """Called for each item of ``key`` before :meth:`check` (rules with their own state)."""
+    def observe(self, key: str, entry: Entry, state: dict, watermark: float | None = None) -> None:
+        """Called for each item of ``key`` before :meth:`check` (rules with their own state);
+        ``watermark``: the stream clock minus the grace (no later item can be older)."""
 
     def check(self, key: str, windows: WindowSet, state: dict) -> Finding | None:
         raise NotImplementedError
@@ -123,40 +124,80 @@ class NegativeSurgeRule(Rule):
         if self.bucket <= 0 or not 0 < self.alpha <= 1 or self.min_count < 1 or self.min_std <= 0:
             raise ConfigError(f"rule {self.name}: bucket > 0, 0 < alpha <= 1, min_count >= 1, min_std > 0")
 
-    def observe(self, key, entry, state):
+    def observe(self, key, entry, state, watermark=None):
+        """Count the item in its own bucket; close (fold into the baseline) every bucket that
+        ends at or before the ``watermark`` -- no item inside the grace can reach it any more.
+        ``watermark`` None: the item's own bucket start (in-order streams, the pre-grace behaviour)."""
+        self._migrate(state)
         b = int(entry.ts // self.bucket)
-        cur = state.get("bucket")
-        if cur is None:
-            state.update(bucket=b, count=0, mean=0.0, var=0.0, n=0, ids=[])
-        elif b > cur:
-            # close the current bucket, then the empty ones in between (a long gap decays the baseline)
-            counts = [state["count"]] + [0] * min(b - cur - 1, 200)
-            for c in counts:
-                if state["n"] == 0:
-                    state["mean"], state["var"] = float(c), 0.0
-                else:
-                    diff = c - state["mean"]
-                    incr = self.alpha * diff
-                    state["mean"] += incr
-                    state["var"] = (1 - self.alpha) * (state["var"] + diff * incr)
-                state["n"] += 1
-            state.update(bucket=b, count=0, ids=[])
-        elif b < cur:
-            return  # late item for a closed bucket: the baseline is not rewritten
+        if state["closed"] is not None and b <= state["closed"]:
+            state["cur"] = None
+            return  # later than the grace allowed: the baseline is not rewritten
+        wm = entry.ts if watermark is None else watermark
+        self._close(state, int(wm // self.bucket))
+        slot = state["open"].setdefault(str(b), {"count": 0, "ids": []})
         if entry.label == NEG:
-            state["count"] += 1
-            state["ids"] = (state["ids"] + [entry.item_id])[-self.max_items:]
+            slot["count"] += 1
+            slot["ids"] = (slot["ids"] + [entry.item_id])[-self.max_items:]
+        state["cur"] = b
+
+    @staticmethod
+    def _migrate(state: dict) -> None:
+        """State written before event-time buckets (one ``bucket``/``count``) -> open buckets."""
+        if "open" in state:
+            return
+        if "bucket" in state:
+            state["open"] = {str(state.pop("bucket")): {"count": state.pop("count", 0), "ids": state.pop("ids", [])}}
+            state["closed"] = int(next(iter(state["open"]))) - 1 if state.get("n") else None
+        else:
+            state.update(open={}, closed=None, mean=0.0, var=0.0, n=0)
+        state.setdefault("mean", 0.0), state.setdefault("var", 0.0), state.setdefault("n", 0)
+
+    def _fold(self, state: dict, c: int) -> None:
+        if state["n"] == 0:
+            state["mean"], state["var"] = float(c), 0.0
+        else:
+            diff = c - state["mean"]
+            incr = self.alpha * diff
+            state["mean"] += incr
+            state["var"] = (1 - self.alpha) * (state["var"] + diff * incr)
+        state["n"] += 1
+
+    def _close(self, state: dict, limit: int) -> None:
+        """Fold buckets ``< limit`` in order, the empty ones in between too (a gap decays the
+        baseline; at most 200 empty buckets per gap)."""
+        ready = sorted(int(k) for k in state["open"] if int(k) < limit)
+        if not ready:
+            if state["closed"] is not None and state["closed"] < limit - 1 and state["n"]:
+                for _ in range(min(limit - 1 - state["closed"], 200)):
+                    self._fold(state, 0)
+                state["closed"] = limit - 1
+            return
+        prev = ready[0] - 1 if state["closed"] is None else state["closed"]
+        for k in ready:
+            for _ in range(min(k - prev - 1, 200)):
+                self._fold(state, 0)
+            self._fold(state, state["open"].pop(str(k))["count"])
+            prev = k
+        state["closed"] = prev
 
     def check(self, key, windows, state):
-        if state.get("n", 0) < self.warmup or state.get("count", 0) < self.min_count:
+        """The most anomalous open bucket (stable when items of two buckets interleave)."""
+        if state.get("n", 0) < self.warmup or not state.get("open"):
             return None
         std = max(math.sqrt(max(state["var"], 0.0)), self.min_std)
-        z = (state["count"] - state["mean"]) / std
-        if z < self.z:
+        best = None
+        for slot in state["open"].values():
+            if slot["count"] >= self.min_count:
+                z = (slot["count"] - state["mean"]) / std
+                if best is None or z > best[0]:
+                    best = (z, slot)
+        if best is None or best[0] < self.z:
             return None
+        z, slot = best
         return Finding(z, self.z, self._severity(z),
-                       f"{key}: {state['count']} negative items this {format_duration(self.bucket)} vs a baseline "
-                       f"of {state['mean']:.1f} (z = {z:.1f})", list(state["ids"]), state["count"])
+                       f"{key}: {slot['count']} negative items this {format_duration(self.bucket)} vs a baseline "
+                       f"of {state['mean']:.1f} (z = {z:.1f})", list(slot["ids"]), slot["count"])
 
 
 @dataclass

@@ -26,7 +26,7 @@ class Scorer(Protocol):
 class BundleScorer:
     """A finance-sentiment bundle; its labels must be negative / neutral / positive (any order)."""
 
-    def __init__(self, predictor, batch_size: int = 32):
+    def __init__(self, predictor, batch_size: int = 32, temperature: float = 1.0):
         labels = [str(x).lower() for x in predictor.manifest.labels]
         if predictor.manifest.kind != "classification" or sorted(labels) != sorted(ORDER):
             raise ConfigError(f"bundle {predictor.root} has labels {labels}; the monitor needs a classification "
@@ -34,19 +34,26 @@ class BundleScorer:
                               hint="export a finance-sentiment run (tuneforge train --task finance-sentiment)")
         self.predictor = predictor
         self.batch_size = batch_size
+        self.temperature = float(temperature)
         self.columns = [labels.index(name) for name in ORDER]
 
     @classmethod
     def load(cls, bundle_dir, variant: str | None = None, threads: int | None = None,
-             batch_size: int = 32) -> "BundleScorer":
+             batch_size: int = 32, temperature: float = 1.0) -> "BundleScorer":
         from tuneforge.runtime import Predictor
 
-        return cls(Predictor.load(bundle_dir, variant=variant, threads=threads), batch_size=batch_size)
+        return cls(Predictor.load(bundle_dir, variant=variant, threads=threads), batch_size=batch_size,
+                   temperature=temperature)
 
     def score(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, 3), dtype=np.float32)
-        return self.predictor.probabilities(texts, batch_size=self.batch_size)[:, self.columns]
+        probs = self.predictor.probabilities(texts, batch_size=self.batch_size)[:, self.columns]
+        if self.temperature != 1.0:
+            from .calibration import apply_temperature
+
+            probs = apply_temperature(probs, self.temperature)
+        return probs
 
     def describe(self) -> str:
         p = self.predictor
@@ -114,7 +121,8 @@ def scorer_from_config(model_cfg, path_of) -> Scorer:
     if model_cfg.scorer == "keywords":
         return KeywordScorer()
     return BundleScorer.load(path_of(model_cfg.bundle), variant=model_cfg.variant,
-                             threads=model_cfg.threads, batch_size=model_cfg.batch_size)
+                             threads=model_cfg.threads, batch_size=model_cfg.batch_size,
+                             temperature=model_cfg.temperature)
 
 
 def topic_scorer_from_config(model_cfg, path_of) -> TopicScorer | None:

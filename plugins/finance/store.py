@@ -76,6 +76,18 @@ CREATE TABLE IF NOT EXISTS deliveries (
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+# 2: the side output of event-time windows -- items later than the grace, with the reason
+LATE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS late_items (
+    id TEXT PRIMARY KEY,
+    ts REAL NOT NULL,
+    clock REAL NOT NULL,
+    source TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    created REAL NOT NULL
+);
+"""
 LABEL_NAMES = ("negative", "neutral", "positive")
 
 
@@ -85,7 +97,7 @@ class Store:
     def __init__(self, path):
         self.path = Path(path)
         self._lock = threading.RLock()
-        self.db = open_sqlite(self.path, [SCHEMA], autocommit=True)
+        self.db = open_sqlite(self.path, [SCHEMA, LATE_SCHEMA], autocommit=True)
         self._seq = self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM items").fetchone()[0]
 
     def close(self) -> None:
@@ -119,14 +131,36 @@ class Store:
         with self._lock:
             for start in range(0, len(ids), 500):
                 chunk = ids[start:start + 500]
-                q = "SELECT id FROM items WHERE id IN (%s)" % ",".join("?" * len(chunk))
-                found.update(r[0] for r in self.db.execute(q, chunk))
+                marks = ",".join("?" * len(chunk))
+                q = f"SELECT id FROM items WHERE id IN ({marks}) UNION SELECT id FROM late_items WHERE id IN ({marks})"
+                found.update(r[0] for r in self.db.execute(q, chunk + chunk))
         return found
 
     def add_item(self, item, seq: int, label: int, probs, entities: list[str], topic: str | None) -> None:
         self.db.execute("INSERT INTO items VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                         (item.id, seq, item.ts, item.source, item.text, LABEL_NAMES[label],
                          float(probs[0]), float(probs[1]), float(probs[2]), json.dumps(entities), topic))
+
+    def add_late(self, item, clock: float, reason: str) -> None:
+        """An item later than the grace: kept aside with the reason, never in the windows."""
+        self.db.execute("INSERT OR IGNORE INTO late_items VALUES (?,?,?,?,?,?,?)",
+                        (item.id, item.ts, clock, item.source, reason, json.dumps(item.to_dict()), time.time()))
+
+    def late_items(self, limit: int = 100) -> list[dict]:
+        with self._lock:
+            rows = self.db.execute("SELECT id, ts, clock, reason, payload FROM late_items ORDER BY created DESC "
+                                   "LIMIT ?", (limit,)).fetchall()
+        return [{"id": r[0], "ts": r[1], "clock": r[2], "reason": r[3], "item": json.loads(r[4])} for r in rows]
+
+    def count_late(self) -> int:
+        with self._lock:
+            return self.db.execute("SELECT COUNT(*) FROM late_items").fetchone()[0]
+
+    def alert_counts(self) -> dict[tuple[str, str], int]:
+        """Alerts raised so far by (rule, severity)."""
+        with self._lock:
+            return {(r[0], r[1]): r[2] for r in
+                    self.db.execute("SELECT rule, severity, COUNT(*) FROM alerts GROUP BY 1, 2")}
 
     def add_entries(self, rows: list[tuple[str, Entry]]) -> None:
         self.db.executemany("INSERT INTO item_keys VALUES (?,?,?,?,?,?)",

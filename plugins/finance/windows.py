@@ -1,9 +1,12 @@
 """Rolling windows of counts and sentiment per key (an entity ``AAPL``, a topic ``topic:earnings``, ``*``).
 
-Time is *stream time*: the newest item timestamp seen (the clock), so a replay of last
-year's news behaves exactly like the live stream did.  A window of size W holds the items
-with ``clock - W < ts <= clock``; items older than that when they arrive are "late" and only
-stored.  Counts and sums are kept incrementally: adding and expiring are O(1) amortised.
+Time is *event time*: the items' own timestamps.  The clock is the newest timestamp seen, so a
+replay of last year's news behaves exactly like the live stream did.  A window of size W holds
+the items with ``clock - W < ts <= clock``.  Items may arrive out of order: one up to ``grace``
+seconds behind the clock (the *watermark* is ``clock - grace``) is put into the windows where
+its timestamp belongs; one older than the watermark is *too late* and the monitor sends it to a
+side output (the dead-letter file and the store's ``late_items`` table) instead.  Counts and sums
+are kept incrementally: adding and expiring are O(1) amortised (an out-of-order insert is a bisect).
 """
 
 from __future__ import annotations
@@ -90,12 +93,27 @@ class Window:
 
 
 class WindowSet:
-    """Windows of every configured size for every key seen, and the stream clock."""
+    """Windows of every configured size for every key seen, the stream clock and its watermark.
 
-    def __init__(self, sizes: list[float]):
+    ``grace``: allowed lateness in seconds (shorter than the smallest window, so an item inside
+    the grace always fits every window).
+    """
+
+    def __init__(self, sizes: list[float], grace: float = 0.0):
         self.sizes = sorted(sizes)
+        if grace < 0 or (self.sizes and grace >= self.sizes[0]):
+            raise ValueError(f"grace {grace} must be >= 0 and shorter than the smallest window {self.sizes[0]}")
+        self.grace = float(grace)
         self.clock = float("-inf")
         self.keys: dict[str, dict[float, Window]] = {}
+
+    @property
+    def watermark(self) -> float:
+        """Items older than this are too late: ``clock - grace``."""
+        return self.clock - self.grace
+
+    def too_late(self, ts: float) -> bool:
+        return ts < self.watermark
 
     def advance(self, ts: float) -> None:
         if ts > self.clock:

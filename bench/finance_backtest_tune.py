@@ -1,0 +1,134 @@
+"""Tune the finance monitor's default rule thresholds on the benchmark stream's ``tune`` half, report
+the held-out ``test`` half (issue 16).  Every candidate is a full backtest: the stream replayed
+through :class:`Monitor` (``tuneforge.plugins.finance.backtest.replay``), not a re-implementation.
+
+    python bench/finance_backtest_tune.py --scorer gold                       # rules without model error
+    python bench/finance_backtest_tune.py --bundle exports/finance-sentiment/v1 --variant int8
+
+Search: each rule alone over its grid (the template's other settings kept), the best by the
+criterion (recall, subject to precision >= --min-precision on ``tune``; ties: lower median delay,
+fewer alerts); then every non-empty combination of the three winners with ``[alerts] dedup``,
+and the template's current set as it is.
+The winner is replayed once on ``test`` and printed beside the template's current defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+import _tf_path  # noqa: E402,F401
+
+from tuneforge.plugins.finance.backtest import CachedScorer, evaluate, format_table, make_scorer, read_events, replay  # noqa: E402
+from tuneforge.plugins.finance.config import MonitorConfig  # noqa: E402
+from tuneforge.storage import read_toml  # noqa: E402
+
+DATA = ROOT / "plugins" / "finance" / "data" / "backtest"
+TEMPLATE = ROOT / "plugins" / "finance" / "templates" / "finance-monitor" / "monitor.toml"
+GRIDS = {
+    "negative_share": {"window": ["1h", "2h"], "threshold": [0.5, 0.6, 0.7], "min_volume": [4, 5, 6, 8]},
+    "negative_surge": {"z": [3.0, 4.0, 5.0], "min_count": [3, 4, 5, 6]},
+    "sentiment_drop": {"drop": [0.4, 0.5, 0.6], "min_volume": [4, 6, 8]},
+}
+WIDE = {   # --wide: lower thresholds too (a model that misses negatives dilutes an event's share)
+    "negative_share": {"window": ["1h", "2h"], "threshold": [0.35, 0.4, 0.45, 0.5, 0.6],
+                       "min_volume": [5, 6, 8, 10]},
+    "negative_surge": {"z": [2.5, 3.0, 4.0], "min_count": [3, 4, 5]},
+    "sentiment_drop": {"drop": [0.3, 0.4, 0.5], "min_volume": [6, 8]},
+}
+
+
+def template_rules() -> dict[str, dict]:
+    return {r["kind"]: r for r in read_toml(TEMPLATE)["rules"]}
+
+
+def config_with(rules: list[dict], dedup: str = "2h") -> MonitorConfig:
+    data = read_toml(TEMPLATE)
+    data.update(model={"scorer": "keywords"}, sinks={"console": False}, rules=rules, alerts={"dedup": dedup})
+    data.pop("watchlist", None)
+    return MonitorConfig.from_dict(data)
+
+
+def key(score) -> tuple:
+    o = score.overall
+    return (o.recall, -(o.median_delay_s or 1e9), -o.alerts)
+
+
+def run(rules, stream, events, scorer, tolerance):
+    rep = replay(stream, config_with(rules), scorer)
+    return evaluate(rep, events, tolerance, [r["name"] for r in rules])
+
+
+def ok(result, min_precision):
+    return result.overall.precision is not None and result.overall.precision >= min_precision
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data-dir", default=str(DATA))
+    p.add_argument("--scorer", choices=["gold", "keywords", "bundle"])
+    p.add_argument("--bundle")
+    p.add_argument("--variant", default="int8")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--tolerance", type=float, default=7200.0)
+    p.add_argument("--min-precision", type=float, default=0.95)
+    p.add_argument("--wide", action="store_true", help="the wider grid (lower thresholds)")
+    p.add_argument("--out", help="write the JSON result here")
+    args = p.parse_args()
+    data = Path(args.data_dir)
+    tune, test = data / "tune.jsonl", data / "test.jsonl"
+    ev_tune, ev_test = read_events(data / "tune-events.jsonl"), read_events(data / "test-events.jsonl")
+    scorer = make_scorer(args.scorer, args.bundle, args.variant, threads=args.threads)
+    scorer = scorer if isinstance(scorer, CachedScorer) else CachedScorer(scorer)
+    t_start = time.perf_counter()
+    base = template_rules()
+    log = []
+    winners = {}
+    for kind, grid in (WIDE if args.wide else GRIDS).items():
+        best = None
+        for values in itertools.product(*grid.values()):
+            rule = {**base[kind], **dict(zip(grid, values))}
+            res = run([rule], tune, ev_tune, scorer, args.tolerance)
+            o = res.overall
+            log.append({"kind": kind, **dict(zip(grid, values)), "precision": o.precision, "recall": o.recall,
+                        "alerts": o.alerts})
+            if ok(res, args.min_precision) and (best is None or key(res) > key(best[1])):
+                best = (rule, res)
+        if best is not None:
+            winners[kind] = best[0]
+            print(f"{kind}: {json.dumps({k: best[0][k] for k in grid})} -> precision {best[1].overall.precision} "
+                  f"recall {best[1].overall.recall}", file=sys.stderr)
+    best = None
+    combos = [list(c) for n in range(1, len(winners) + 1) for c in itertools.combinations(winners.values(), n)]
+    combos.append([base[k] for k in GRIDS if k in base])        # keeping the template's set is a candidate too
+    for combo in combos:
+        res = run(combo, tune, ev_tune, scorer, args.tolerance)
+        if ok(res, args.min_precision) and (best is None or key(res) > key(best[1])):
+            best = (combo, res)
+    if best is None:
+        raise SystemExit(f"no rule set reaches precision {args.min_precision} on the tune half")
+    rules, tuned = best
+    held_out = run(rules, test, ev_test, scorer, args.tolerance)
+    defaults = [base[k] for k in GRIDS if k in base]
+    before_tune = run(defaults, tune, ev_tune, scorer, args.tolerance)
+    before_test = run(defaults, test, ev_test, scorer, args.tolerance)
+    result = {"scorer": scorer.describe(), "min_precision": args.min_precision, "tolerance_s": args.tolerance,
+              "rules": rules, "tune": tuned.to_dict(), "test": held_out.to_dict(),
+              "template_defaults": {"tune": before_tune.overall.__dict__, "test": before_test.overall.__dict__},
+              "grid": log, "seconds": round(time.perf_counter() - t_start, 1), "command": " ".join(sys.argv)}
+    print("chosen rules:", json.dumps(rules, indent=1))
+    print("\n## tune half (chosen)\n" + format_table(tuned))
+    print("\n## test half (held out)\n" + format_table(held_out))
+    print("\n## template defaults before tuning: test half\n" + format_table(before_test))
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2, default=str) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""``tuneforge finance backtest`` (issue 16): the stream replayed through the monitor's own code path,
+alerts scored against labelled events (precision, recall, delay, alerts per entity per day, what the
+cooldown held back), PNG timelines; the shipped benchmark stream is reproducible from its script."""
+
+from __future__ import annotations
+
+import filecmp
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from test_finance_scenario import run_monitor, write_config
+
+from tuneforge.errors import UsageError
+from tuneforge.plugins.finance.backtest import (
+    GoldScorer,
+    LabelledEvent,
+    Replay,
+    clean_headline,
+    evaluate,
+    read_events,
+    run_backtest,
+)
+from tuneforge.plugins.finance.config import MonitorConfig
+from tuneforge.plugins.finance.durations import iso, parse_timestamp
+from tuneforge.plugins.finance.sample import make_stream, write_jsonl
+from tuneforge.plugins.finance.scoring import KeywordScorer
+
+ROOT = Path(__file__).resolve().parent.parent
+T0 = 1_714_521_600.0
+
+
+def _alert(key, ts, rule="share"):
+    return {"id": f"{key}{ts}", "key": key, "ts": T0 + ts, "rule": rule, "time": iso(T0 + ts), "value": 1.0,
+            "message": "m", "severity": "warning"}
+
+
+def test_scores_match_alerts_to_events_of_the_same_entity_within_the_tolerance():
+    events = [LabelledEvent("e1", "ACME", T0 + 1000, T0 + 2000, 10), LabelledEvent("e2", "GLBX", T0 + 5000,
+                                                                                   T0 + 6000, 6),
+              LabelledEvent("e3", "ACME", T0 + 50_000, T0 + 51_000, 5)]
+    alerts = [_alert("ACME", 1600), _alert("ACME", 1900, "surge"),          # e1, twice (two rules)
+              _alert("GLBX", 6000 + 3000, "surge"),                         # e2: 50 min after its end (tolerance 1 h)
+              _alert("GLBX", 6000 + 3500, "surge"),                         # e2 again
+              _alert("UMBR", 1500),                                         # no event for UMBR: false
+              _alert("ACME", 900),                                          # before e1 starts: false
+              _alert("*", 1500)]                                            # market-wide: not scored
+    rep = Replay(alerts, {("share", "cooldown"): 2, ("surge", "dedup"): 1}, {}, T0, T0 + 2 * 86400,
+                 {"ACME": [], "GLBX": [], "UMBR": [], "HOOL": []})
+    r = evaluate(rep, events, tolerance=3600.0, rule_names=["share", "surge", "drop"])
+    assert (r.overall.alerts, r.overall.matched, r.overall.precision) == (6, 4, round(4 / 6, 4))
+    assert (r.overall.detected, r.overall.recall) == (2, round(2 / 3, 4))
+    assert r.overall.median_delay_s == (600 + 4000) / 2                     # e1 600 s, e2 4000 s
+    assert r.overall.alerts_per_entity_day == round(6 / (4 * 2), 4) and r.other_alerts == 1
+    assert r.overall.suppressed == {"cooldown": 2, "dedup": 1}
+    assert (r.rules["share"].precision, r.rules["share"].recall) == (round(1 / 3, 4), round(1 / 3, 4))
+    assert (r.rules["surge"].precision, r.rules["surge"].detected) == (1.0, 2)
+    assert r.rules["drop"].alerts == 0 and r.rules["drop"].precision is None
+    assert [m["id"] for m in r.missed] == ["e3"]
+    assert {(a["key"], a["time"]) for a in r.false_alerts} == {("UMBR", iso(T0 + 1500)), ("ACME", iso(T0 + 900))}
+
+
+def test_labels_file_errors_name_file_and_line(tmp_path):
+    bad = tmp_path / "events.jsonl"
+    bad.write_text('{"id": "a", "entity": "ACME", "start": "2024-05-01T00:00:00Z"}\n{"id": "b", "start": 1}\n')
+    with pytest.raises(UsageError, match=r"events.jsonl:2: not a labelled event \(missing 'entity'\)"):
+        read_events(bad)
+    bad.write_text('{"id": "a", "entity": "ACME", "start": 10, "end": 5}\n')
+    with pytest.raises(UsageError, match=":1: .*end is before start"):
+        read_events(bad)
+
+
+@pytest.fixture
+def burst_stream(tmp_path):
+    items = make_stream(600, burst_ticker="ACME", burst_n=12)
+    write_jsonl(items, tmp_path / "news.jsonl")
+    burst = [parse_timestamp(d["timestamp"]) for d in items if d["id"].startswith("b")]
+    (tmp_path / "events.jsonl").write_text(json.dumps({"id": "acme-fraud", "entity": "ACME", "start": iso(burst[0]),
+                                                       "end": iso(burst[-1]), "size": 12}) + "\n")
+    return tmp_path, items
+
+
+def test_backtest_replays_through_the_monitor_and_raises_what_a_live_run_raises(burst_stream):
+    folder, items = burst_stream
+    _, live = run_monitor(folder, files=["news.jsonl"])                 # the monitor itself, same config
+    config = MonitorConfig.load(folder / "monitor.toml")
+    result = run_backtest(folder / "news.jsonl", folder / "events.jsonl", config, KeywordScorer(),
+                          out_dir=folder / "bt")
+    saved = json.loads((folder / "bt" / "backtest.json").read_text())
+    assert result.overall.alerts == len(live) == 1 and saved["overall"]["precision"] == 1.0
+    assert (result.overall.recall, result.events, result.entities) == (1.0, 1, 5)
+    assert 0 <= result.overall.median_delay_s < 3600
+    assert sorted(Path(p).name for p in result.pngs) == [f"timeline-{t}.png" for t in
+                                                         ("ACME", "GLBX", "HOOL", "INIT", "UMBR")]
+    assert Path(result.pngs[0]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert result.stats["scored"] == len(items)
+
+
+def test_backtest_cli_table_and_json(burst_stream):
+    from tuneforge.cli import cli
+
+    folder, _ = burst_stream
+    write_config(folder, files=["news.jsonl"])
+    args = ["finance", "backtest", "--stream", str(folder / "news.jsonl"), "--events", str(folder / "events.jsonl"),
+            "--config", str(folder / "monitor.toml"), "--scorer", "keywords"]
+    out = CliRunner().invoke(cli, args)
+    assert out.exit_code == 0, out.output
+    assert "| **overall** | 1 | 1.000 | 1.000 (1/1) |" in out.output and "negative-surge" in out.output
+    js = CliRunner().invoke(cli, args + ["--json", "--tolerance", "30m"])
+    assert json.loads(js.output)["tolerance_s"] == 1800
+    missing = CliRunner().invoke(cli, ["finance", "backtest", "--stream", str(folder / "nope.jsonl"),
+                                       "--events", str(folder / "events.jsonl"), "--scorer", "keywords"])
+    assert missing.exit_code != 0 and "does not exist" in missing.output
+
+
+def test_gold_scorer_reads_the_bundled_headlines_labels():
+    gold = GoldScorer.from_csv(ROOT / "plugins" / "finance" / "data" / "valid.csv")
+    assert clean_headline("$BYND - JPMorgan reels in expectations https://t.co/x") == "JPMorgan reels in expectations"
+    text = next(t for t, lab in gold.labelled.items() if lab == "negative")
+    assert gold.score([f"$ACME - {text}"]).tolist() == [[1.0, 0.0, 0.0]]
+
+
+def test_shipped_benchmark_stream_is_reproduced_by_its_seeded_script(tmp_path):
+    shipped = ROOT / "plugins" / "finance" / "data" / "backtest"
+    subprocess.run([sys.executable, str(ROOT / "bench" / "finance_backtest_stream.py"), "--out", str(tmp_path)],
+                   check=True, capture_output=True)
+    names = sorted(p.name for p in shipped.glob("*.jsonl"))
+    assert names == ["test-events.jsonl", "test-noise.jsonl", "test.jsonl", "tune-events.jsonl",
+                     "tune-noise.jsonl", "tune.jsonl"]
+    assert all(filecmp.cmp(shipped / n, tmp_path / n, shallow=False) for n in names)
+    events = read_events(shipped / "test-events.jsonl")
+    assert len(events) == 30 and len({e.entity for e in events}) == 10
+    assert min(e.size for e in events) >= 5 and max(e.size for e in events) <= 30
