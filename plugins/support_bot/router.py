@@ -84,6 +84,19 @@ class Route:
         return self.passages - self.questions
 
 
+_BLAS = None
+
+
+def one_blas_thread():
+    """A context in which numpy's BLAS uses one thread (threadpoolctl; created once)."""
+    global _BLAS
+    if _BLAS is None:
+        from threadpoolctl import ThreadpoolController
+
+        _BLAS = ThreadpoolController()
+    return _BLAS.limit(limits=1, user_api="blas")
+
+
 def read_labelled(path: Path, column: str) -> list[tuple[str, str]]:
     """(text, label) rows of a bundled CSV; a bad row names file and line."""
     from tuneforge.errors import DataError
@@ -146,7 +159,8 @@ class Router:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         out = np.empty((len(vectors), len(self.names)), dtype=np.float32)
         for start in range(0, len(vectors), 256):
-            sims = vectors[start:start + 256] @ self.vectors.T          # [n, refs]
+            with one_blas_thread():    # a few MFLOP: BLAS's spinning helper thread would take the
+                sims = vectors[start:start + 256] @ self.vectors.T      # core the intent model runs on
             for g, (lo, hi) in enumerate(self._blocks):
                 k = min(TOP, hi - lo)
                 top = np.partition(sims[:, lo:hi], hi - lo - k, axis=1)[:, -k:]
