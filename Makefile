@@ -30,9 +30,11 @@ fuzz: setup
 # eager, one run (bench/peers.py). The peers get their own venv: they need transformers<4.58 and the
 # plain onnxruntime package, which must not sit beside this venv's onnxruntime-gpu.
 PEERS_VENV ?= .venv-peers
-PEERS_RUN    ?= $(firstword $(wildcard runs/support-intents-*))
-PEERS_BUNDLE ?= $(lastword $(sort $(wildcard exports/support-intents/v*)))
-PEERS_ARGS   ?=
+PEERS_RUN     ?= $(firstword $(wildcard runs/support-intents-top-k-* runs/support-intents-full-*))
+PEERS_BUNDLE  ?= $(lastword $(sort $(wildcard exports/support-intents/v*)))
+PEERS_STUDENT ?= $(lastword $(sort $(wildcard exports/support-intents-student/v*)))
+PEERS_ENCODER ?= $(lastword $(sort $(wildcard exports/support-encoder/v*)))
+PEERS_ARGS    ?=
 $(PEERS_VENV)/.installed-stamp: bench/peers-requirements.txt constraints.txt
 	test -x $(PEERS_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_VENV)
 	$(PEERS_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt \
@@ -42,6 +44,8 @@ $(PEERS_VENV)/.installed-stamp: bench/peers-requirements.txt constraints.txt
 bench-peers: setup $(PEERS_VENV)/.installed-stamp
 	@test -n "$(PEERS_RUN)" -a -n "$(PEERS_BUNDLE)" || { echo "bench-peers needs a BANKING77 run and its export: make demo (or set PEERS_RUN=runs/... PEERS_BUNDLE=exports/...)"; exit 2; }
 	$(BIN)/python bench/peers.py --run $(PEERS_RUN) --bundle $(PEERS_BUNDLE) \
+		$(if $(PEERS_STUDENT),--student-bundle $(PEERS_STUDENT)) \
+		$(if $(PEERS_ENCODER),--encoder-bundle $(PEERS_ENCODER)) \
 		--peers-python $(PEERS_VENV)/bin/python $(PEERS_ARGS)
 
 test-slow: setup
