@@ -32,6 +32,7 @@ fuzz: setup
 PEERS_VENV ?= .venv-peers
 PEERS_RUN     ?= $(firstword $(wildcard runs/support-intents-top-k-* runs/support-intents-full-*))
 PEERS_BUNDLE  ?= $(lastword $(sort $(wildcard exports/support-intents/v*)))
+PEERS_STATIC  ?= $(lastword $(sort $(wildcard exports/support-intents-static/v*)))
 PEERS_STUDENT ?= $(lastword $(sort $(wildcard exports/support-intents-student/v*)))
 PEERS_ENCODER ?= $(lastword $(sort $(wildcard exports/support-encoder/v*)))
 PEERS_ARGS    ?=
@@ -44,6 +45,7 @@ $(PEERS_VENV)/.installed-stamp: bench/peers-requirements.txt constraints.txt
 bench-peers: setup $(PEERS_VENV)/.installed-stamp
 	@test -n "$(PEERS_RUN)" -a -n "$(PEERS_BUNDLE)" || { echo "bench-peers needs a BANKING77 run and its export: make demo (or set PEERS_RUN=runs/... PEERS_BUNDLE=exports/...)"; exit 2; }
 	$(BIN)/python bench/peers.py --run $(PEERS_RUN) --bundle $(PEERS_BUNDLE) \
+		$(if $(PEERS_STATIC),--bundle-static $(PEERS_STATIC)) \
 		$(if $(PEERS_STUDENT),--student-bundle $(PEERS_STUDENT)) \
 		$(if $(PEERS_ENCODER),--encoder-bundle $(PEERS_ENCODER)) \
 		--peers-python $(PEERS_VENV)/bin/python $(PEERS_ARGS)

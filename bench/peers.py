@@ -97,7 +97,10 @@ def prepare(spec: dict) -> dict:
     done = {}
     hf_dir = WORK / "hf-classifier"
     if not (hf_dir / "config.json").is_file():
-        done["hf_classifier"] = _build_hf_classifier(Path(spec["run"]), hf_dir, Path(spec["train_csv"]))
+        refit = _build_hf_classifier(Path(spec["run"]), hf_dir, Path(spec["train_csv"]))
+        (WORK / "hf-classifier-refit.json").write_text(json.dumps(refit))
+    if (WORK / "hf-classifier-refit.json").is_file():
+        done["hf_classifier_refit"] = json.loads((WORK / "hf-classifier-refit.json").read_text())
     threads = int(spec["threads"])
     from optimum.onnxruntime import ORTModelForSequenceClassification, ORTOptimizer, ORTQuantizer
     from optimum.onnxruntime.configuration import AutoQuantizationConfig, OptimizationConfig
@@ -346,6 +349,8 @@ CONTENDERS: dict[str, dict] = {
                                        "variant": "int8"},
     "tuneforge INT8 (dynamic bundle)": {"kind": "cls", "venv": "tf", "how": "tf-cls", "bundle": "bundle_dynamic",
                                         "variant": "int8"},
+    "tuneforge static INT8 (QDQ bundle)": {"kind": "cls", "venv": "tf", "how": "tf-cls", "bundle": "bundle_static",
+                                           "variant": "int8"},
     "tuneforge student (3 layers), CPU default": {"kind": "cls", "venv": "tf", "how": "tf-cls",
                                                   "bundle": "student_bundle"},
     "sentence-transformers torch": {"kind": "emb", "venv": "peers", "how": "st", "backend": "torch"},
@@ -449,6 +454,7 @@ def main() -> None:
     ap.add_argument("--run", help="the fine-tuned BANKING77 run (runs/<id>)")
     ap.add_argument("--bundle", help="its export (exports/<name>/<v>): FP32 fused + the export's INT8 pick")
     ap.add_argument("--bundle-dynamic", help="an export of the same run whose INT8 is dynamic (optional)")
+    ap.add_argument("--bundle-static", help="an export of the same run with --int8-method static (optional)")
     ap.add_argument("--student-bundle", help="the distilled student's export (optional)")
     ap.add_argument("--encoder-bundle", help="an embedding bundle of all-MiniLM-L6-v2 (optional)")
     ap.add_argument("--peers-python", default=str(ROOT / ".venv-peers" / "bin" / "python"))
@@ -478,6 +484,7 @@ def main() -> None:
         train_csv = ROOT / "plugins" / "support_bot" / "data" / "train.csv"
     spec = {"threads": args.threads, "run": str(run), "bundle": str(Path(args.bundle).resolve()),
             "bundle_dynamic": args.bundle_dynamic and str(Path(args.bundle_dynamic).resolve()),
+            "bundle_static": args.bundle_static and str(Path(args.bundle_static).resolve()),
             "student_bundle": args.student_bundle and str(Path(args.student_bundle).resolve()),
             "encoder_bundle": args.encoder_bundle and str(Path(args.encoder_bundle).resolve()),
             "train_csv": str(train_csv), "base_model": str(resolve_model_path("all-MiniLM-L6-v2"))}

@@ -137,3 +137,16 @@ def test_pick_reason_names_the_rule_that_chose():
     assert "rejected by the parity gate: d" in why
     assert quantize.pick_reason([bad], None) == "no INT8 candidate passed the parity gate"
     assert "fastest measured batch-1 p50" in quantize.pick_reason([fast], fast)
+
+
+def test_int8_methods_choose_which_candidates_are_built(static_run, tmp_path):
+    from tuneforge.errors import UsageError
+
+    path = export_run(static_run, out_dir=tmp_path, variants=["int8"], measure=False, int8_methods="static")
+    m = json.loads((path / "manifest.json").read_text())
+    assert [c["candidate"] for c in m["parity"]["int8_candidates"]] == ["int8[static,fp32,per-channel]"]
+    assert m["parity"]["int8"]["method"] == "static"
+    assert quantize.check_methods(None) == quantize.check_methods("auto") == ("dynamic", "static")
+    assert quantize.check_methods(["static", "dynamic"]) == ("dynamic", "static")
+    with pytest.raises(UsageError, match="unknown INT8 method 'qat'"):
+        export_run(static_run, out_dir=tmp_path, int8_methods="qat")

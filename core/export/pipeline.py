@@ -22,13 +22,14 @@ log = logging.getLogger(__name__)
 
 def run_export(run_dir, *, out_dir="exports", name=None, version=None, variants=None,
                max_metric_drop=1.0, parity_rows=2000, measure=True, triton=False,
-               progress=None, sign=None) -> Path:
+               progress=None, sign=None, int8_methods=None) -> Path:
     """See :func:`tuneforge.export.export_run`.  ``sign``: an Ed25519 private key (PEM file path,
     PEM bytes or key object); the bundle then carries ``manifest.sig`` (see :mod:`.signing`)."""
     if isinstance(max_metric_drop, bool) or not isinstance(max_metric_drop, (int, float)) \
             or max_metric_drop < 0:
         raise UsageError(f"max_metric_drop must be a number of points >= 0, got {max_metric_drop!r}")
     plan = planner.plan_export(variants)
+    methods = quantize.check_methods(int8_methods)
     if isinstance(triton, str) and not isinstance(triton, bool):
         triton = planner.check_variant_name(triton)
     key = None
@@ -46,7 +47,7 @@ def run_export(run_dir, *, out_dir="exports", name=None, version=None, variants=
 
     with bundle.AtomicBundle(out_dir, name, version) as target:
         say(f"exporting {run.path} -> {target.final} ({', '.join(plan)})")
-        _build(run, target, plan, float(max_metric_drop), measure, triton, say)
+        _build(run, target, plan, float(max_metric_drop), measure, triton, say, methods)
         if key is not None:
             signing.sign_bundle(target.tmp, key)
             say("signed manifest.json (manifest.sig)")
@@ -67,7 +68,7 @@ def _announce(final: Path) -> None:
               lambda _plugin: {"bundle_dir": str(final), "manifest": manifest}, isolate=True)
 
 
-def _build(run, target, plan, max_drop, do_measure, want_triton, say) -> None:
+def _build(run, target, plan, max_drop, do_measure, want_triton, say, methods=quantize.METHODS) -> None:
     from ..modeling import TaskModel
     from ..runtime.session import CPU, available_cpus
     from ..runtime.tokenization import BundleTokenizer
@@ -106,12 +107,14 @@ def _build(run, target, plan, max_drop, do_measure, want_triton, say) -> None:
         results["fp32_opt"]["fusions"] = fusions
     int8, calib = [], None
     if "int8" in plan:
-        calib = calibration.training_rows(run)
+        calib = calibration.training_rows(run) if "static" in methods else \
+            calibration.Calibration(skipped="static INT8 not asked for (int8_methods)")
         calib_feeds = calibration.feeds(tokenizer, calib, inputs, pairs=run.uses_pairs) \
             if calib.rows else []
         if not calib.rows:
             say(f"no static INT8 candidates: {calib.skipped}")
-        for cand in quantize.candidates(paths, static=bool(calib_feeds)):
+        for cand in quantize.candidates(paths, static=bool(calib_feeds),
+                                        dynamic="dynamic" in methods):
             say(f"quantising {cand.name}")
             dst = work / f"int8-{cand.method}-{cand.source}-{int(cand.per_channel)}.onnx"
             details = None

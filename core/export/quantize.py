@@ -47,11 +47,26 @@ class Int8Candidate:
                 f"from the {graph} FP32 graph, for CPU")
 
 
-def candidates(sources, *, static: bool = False) -> list[Int8Candidate]:
+def check_methods(methods) -> tuple[str, ...]:
+    """``None``/``"auto"`` -> both methods; else a subset of :data:`METHODS` (str or list)."""
+    from ..errors import UsageError
+
+    if methods is None or methods == "auto":
+        return METHODS
+    if isinstance(methods, str):
+        methods = [m.strip() for m in methods.split(",") if m.strip()]
+    bad = [m for m in methods if m not in METHODS]
+    if bad or not methods:
+        raise UsageError(f"unknown INT8 method {bad[0] if bad else methods!r}",
+                         hint="use auto, dynamic, static or dynamic,static")
+    return tuple(m for m in METHODS if m in methods)
+
+
+def candidates(sources, *, static: bool = False, dynamic: bool = True) -> list[Int8Candidate]:
     """Dynamic candidates for each FP32 graph; ``static``: also static QDQ, per-channel, from
     the plain graph (onnxruntime fuses the QDQ pattern when it loads it)."""
     out = [Int8Candidate(s, pc) for s in ("fp32_opt", "fp32") if s in sources
-           for pc in (False, True)]
+           for pc in (False, True)] if dynamic else []
     if static and "fp32" in sources:
         # from the plain graph only: behind the fused graph's contrib ops (Attention,
         # SkipLayerNormalization) the quantiser cannot infer tensor types and leaves most
