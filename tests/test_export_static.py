@@ -142,7 +142,8 @@ def test_pick_reason_names_the_rule_that_chose():
 def test_int8_methods_choose_which_candidates_are_built(static_run, tmp_path):
     from tuneforge.errors import UsageError
 
-    path = export_run(static_run, out_dir=tmp_path, variants=["int8"], measure=False, int8_methods="static")
+    path = export_run(static_run, out_dir=tmp_path, variants=["int8"], measure=False, int8_methods="static",
+                      max_metric_drop=100.0)
     m = json.loads((path / "manifest.json").read_text())
     assert [c["candidate"] for c in m["parity"]["int8_candidates"]] == ["int8[static,fp32,per-channel]"]
     assert m["parity"]["int8"]["method"] == "static"
