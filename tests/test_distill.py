@@ -63,6 +63,11 @@ def test_student_layers_are_evenly_spaced_from_the_bottom():
         evenly_spaced(6, 7)
 
 
+def test_layers_follow_the_layer_map_unless_given():
+    assert DistillConfig(teacher="runs/x").layers == 3
+    assert DistillConfig(teacher="runs/x", layer_map=[0, 5]).layers == 2
+
+
 @pytest.mark.parametrize("settings, message", [
     ({"layers": 0}, "layers must be a positive integer"),
     ({"layers": 3, "layer_map": [0, 2]}, "layer_map names 2 layers but layers is 3"),

@@ -29,7 +29,7 @@ def _layer_map(ctx, param, value):
 def register(cli: click.Group) -> None:
     @cli.command(epilog=EXAMPLE)
     @click.argument("run", type=click.Path(exists=True, file_okay=False))
-    @click.option("--layers", type=int, default=3, show_default=True, help="Encoder layers the student keeps.")
+    @click.option("--layers", type=int, help="Encoder layers the student keeps (default 3, or as many as --layer-map names).")
     @click.option("--layer-map", callback=_layer_map,
                   help="Teacher layer for each student layer, e.g. 0,2,4 (default: evenly spaced from 0).")
     @click.option("--temperature", type=float, default=2.0, show_default=True, help="Softmax temperature of the KL term.")

@@ -30,7 +30,7 @@ class DistillConfig:
     """What to distil and how; every ``None`` falls back to the teacher run's setting."""
 
     teacher: str                       # run folder of the trained teacher
-    layers: int = 3
+    layers: int | None = None          # None: len(layer_map), else 3
     layer_map: list[int] | None = None  # teacher layer for each student layer (default: evenly spaced)
     temperature: float = 2.0
     alpha: float = 0.5                 # weight of the KL term; 1 - alpha on the labels
@@ -48,6 +48,8 @@ class DistillConfig:
             if not cond:
                 raise ConfigError(what, hint=hint)
 
+        if self.layers is None:
+            self.layers = len(self.layer_map) if self.layer_map else 3
         need(isinstance(self.layers, int) and not isinstance(self.layers, bool) and self.layers >= 1,
              f"layers must be a positive integer, got {self.layers!r}")
         if self.layer_map is not None:
