@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test test-slow fuzz bench clean
+.PHONY: setup demo test test-slow fuzz bench bench-peers clean
 
 setup: $(STAMP)
 
@@ -25,6 +25,30 @@ test: setup
 # schemathesis over the bundle server's and the finance monitor's OpenAPI, many more examples than the suite
 fuzz: setup
 	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-300} $(BIN)/python -m pytest -q tests/test_fuzz.py
+
+# tuneforge's runtime beside Optimum, sentence-transformers (torch/ONNX/OpenVINO), OpenVINO and PyTorch
+# eager, one run (bench/peers.py). The peers get their own venv: they need transformers<4.58 and the
+# plain onnxruntime package, which must not sit beside this venv's onnxruntime-gpu.
+PEERS_VENV ?= .venv-peers
+PEERS_RUN     ?= $(firstword $(wildcard runs/support-intents-top-k-* runs/support-intents-full-*))
+PEERS_BUNDLE  ?= $(lastword $(sort $(wildcard exports/support-intents/v*)))
+PEERS_STATIC  ?= $(lastword $(sort $(wildcard exports/support-intents-static/v*)))
+PEERS_STUDENT ?= $(lastword $(sort $(wildcard exports/support-intents-student/v*)))
+PEERS_ENCODER ?= $(lastword $(sort $(wildcard exports/support-encoder/v*)))
+PEERS_ARGS    ?=
+$(PEERS_VENV)/.installed-stamp: bench/peers-requirements.txt constraints.txt
+	test -x $(PEERS_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt \
+		-r bench/peers-requirements.txt
+	touch $@
+
+bench-peers: setup $(PEERS_VENV)/.installed-stamp
+	@test -n "$(PEERS_RUN)" -a -n "$(PEERS_BUNDLE)" || { echo "bench-peers needs a BANKING77 run and its export: make demo (or set PEERS_RUN=runs/... PEERS_BUNDLE=exports/...)"; exit 2; }
+	$(BIN)/python bench/peers.py --run $(PEERS_RUN) --bundle $(PEERS_BUNDLE) \
+		$(if $(PEERS_STATIC),--bundle-static $(PEERS_STATIC)) \
+		$(if $(PEERS_STUDENT),--student-bundle $(PEERS_STUDENT)) \
+		$(if $(PEERS_ENCODER),--encoder-bundle $(PEERS_ENCODER)) \
+		--peers-python $(PEERS_VENV)/bin/python $(PEERS_ARGS)
 
 test-slow: setup
 	$(BIN)/python -m pytest -q -m slow

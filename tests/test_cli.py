@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from tuneforge.cli import cli
 
-COMMANDS = ["train", "eval", "export", "predict", "serve", "plugins", "apps", "new", "new app"]
+COMMANDS = ["train", "distill", "eval", "export", "predict", "serve", "plugins", "apps", "new", "new app"]
 
 
 def invoke(*args):

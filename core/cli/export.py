@@ -29,19 +29,22 @@ def register(cli: click.Group) -> None:
     @click.option("--parity-rows", type=int, default=2000, show_default=True,
                   help="Validation rows the parity gate checks.")
     @click.option("--no-measure", is_flag=True, help="Skip timing the variants on this machine.")
+    @click.option("--int8-method", "int8_methods", type=click.Choice(["auto", "dynamic", "static"]),
+                  default="auto", show_default=True,
+                  help="INT8 candidates: dynamic, static QDQ (calibrated on the run's training texts), or both.")
     @click.option("--triton", is_flag=True, help="Also write a Triton Inference Server model repository.")
     @click.option("--sign", "sign", type=click.Path(dir_okay=False),
                   help="Sign the manifest with this Ed25519 private key (PEM; see `tuneforge keygen`).")
     @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
     def export(run, name, version, out_dir, variants, max_metric_drop, parity_rows, no_measure, triton, sign,
-               as_json):
+               as_json, int8_methods):
         """Export a training run to an ONNX bundle (optimised, INT8, FP16) behind a parity gate."""
         from ..export import export_run
 
         bundle = export_run(run, out_dir=out_dir, name=name, version=version,
                             variants=variants.split(",") if variants else None,
                             max_metric_drop=max_metric_drop, parity_rows=parity_rows,
-                            measure=not no_measure, triton=triton, sign=sign)
+                            measure=not no_measure, triton=triton, sign=sign, int8_methods=int8_methods)
         if as_json:
             import json
 

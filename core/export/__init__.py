@@ -20,7 +20,8 @@ __all__ = ["BundleManifest", "VARIANTS", "check_combo", "export_run", "generate_
 def export_run(run_dir, out_dir="exports", name: str | None = None, version: str | None = None,
                variants=None, max_metric_drop: float = 1.0, parity_rows: int = 2000,
                measure: bool = True, triton: bool | str = False,
-               progress: Callable[[str], None] | None = None, sign=None) -> Path:
+               progress: Callable[[str], None] | None = None, sign=None,
+               int8_methods: str | list[str] | None = None) -> Path:
     """Export ``runs/<id>/`` to ``<out_dir>/<name>/<version>/`` and return that folder.
 
     ``variants``: subset of ``fp32, fp32_opt, int8, fp16`` (default all; fp32 is
@@ -31,6 +32,8 @@ def export_run(run_dir, out_dir="exports", name: str | None = None, version: str
     repository (True: the CUDA default variant; or a variant name).
     ``progress``: called with one line per step.  ``sign``: an Ed25519 private key (PEM
     file path or bytes) to sign the manifest with (``manifest.sig``; docs/export.md).
+    ``int8_methods``: which INT8 candidates to build - ``"auto"``/None (dynamic, and static
+    QDQ when the run's training texts are readable here), ``"dynamic"`` or ``"static"``.
 
     Raises ParityError when an FP32 graph does not reproduce PyTorch within 1e-4;
     on any error no folder is left behind.
@@ -39,4 +42,4 @@ def export_run(run_dir, out_dir="exports", name: str | None = None, version: str
 
     return run_export(run_dir, out_dir=out_dir, name=name, version=version, variants=variants,
                       max_metric_drop=max_metric_drop, parity_rows=parity_rows, measure=measure,
-                      triton=triton, progress=progress, sign=sign)
+                      triton=triton, progress=progress, sign=sign, int8_methods=int8_methods)

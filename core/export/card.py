@@ -39,6 +39,7 @@ def model_card(m: dict) -> str:
                      f"| {_num(t.get('batch32_items_per_s'), '.1f')} |")
     for v, why in (m.get("rejected") or {}).items():
         lines.append(f"| ~~{v}~~ | not shipped | {why} | | |")
+    lines += _int8_candidates(m)
     lines += ["", "Defaults per execution provider (what `Predictor.load` picks):", ""]
     lines += [f"- {p}: `{v}`" for p, v in m["defaults"].items()]
     machine = (m.get("measurements") or {}).get("machine")
@@ -63,3 +64,31 @@ def model_card(m: dict) -> str:
               "- Every file is listed with its sha256 in `manifest.json`; loading refuses a "
               "modified bundle.", ""]
     return "\n".join(lines)
+
+
+def _int8_candidates(m: dict) -> list[str]:
+    """Every INT8 candidate the export built: accuracy delta, speed, and why one shipped."""
+    parity = m.get("parity") or {}
+    cands = parity.get("int8_candidates") or []
+    if not cands:
+        return []
+    lines = ["", "### INT8 candidates", "",
+             "| candidate | parity | accuracy delta vs PyTorch (pts) | CPU batch-1 p50 (ms) "
+             "| CPU batch-32 (items/s) | shipped |", "| --- | --- | --- | --- | --- | --- |"]
+    for c in cands:
+        p, t = c.get("parity") or {}, c.get("timing") or {}
+        check = "passed" if p.get("passed") else "rejected"
+        delta = None if p.get("drop_points") is None else -p["drop_points"]
+        lines.append(f"| `{c['candidate']}` | {check}, {p.get('agreement_metric')} "
+                     f"{_num(p.get('agreement'))} | {_num(delta, '+.2f')} "
+                     f"| {_num(t.get('batch1_p50_ms'), '.2f')} "
+                     f"| {_num(t.get('batch32_items_per_s'), '.1f')} | {'yes' if c.get('chosen') else ''} |")
+    calib = parity.get("int8_calibration") or {}
+    if calib.get("rows"):
+        lines += ["", f"Static candidates were calibrated on {calib['rows']} training texts "
+                      f"(`{calib.get('source')}`, parity rows excluded)."]
+    elif calib.get("skipped"):
+        lines += ["", f"No static INT8 candidates: {calib['skipped']}."]
+    if parity.get("int8_pick"):
+        lines += ["", f"Why: {parity['int8_pick']}."]
+    return lines

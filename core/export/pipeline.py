@@ -14,20 +14,22 @@ from pathlib import Path
 from .. import runinfo
 from ..errors import UsageError
 from ..storage import write_json
-from . import bundle, card, measure, onnx_export, optimize, parity, planner, quantize, runs, triton_repo
+from . import (bundle, calibration, card, measure, onnx_export, optimize, parity, planner, quantize, runs,
+               triton_repo)
 
 log = logging.getLogger(__name__)
 
 
 def run_export(run_dir, *, out_dir="exports", name=None, version=None, variants=None,
                max_metric_drop=1.0, parity_rows=2000, measure=True, triton=False,
-               progress=None, sign=None) -> Path:
+               progress=None, sign=None, int8_methods=None) -> Path:
     """See :func:`tuneforge.export.export_run`.  ``sign``: an Ed25519 private key (PEM file path,
     PEM bytes or key object); the bundle then carries ``manifest.sig`` (see :mod:`.signing`)."""
     if isinstance(max_metric_drop, bool) or not isinstance(max_metric_drop, (int, float)) \
             or max_metric_drop < 0:
         raise UsageError(f"max_metric_drop must be a number of points >= 0, got {max_metric_drop!r}")
     plan = planner.plan_export(variants)
+    methods = quantize.check_methods(int8_methods)
     if isinstance(triton, str) and not isinstance(triton, bool):
         triton = planner.check_variant_name(triton)
     key = None
@@ -45,7 +47,7 @@ def run_export(run_dir, *, out_dir="exports", name=None, version=None, variants=
 
     with bundle.AtomicBundle(out_dir, name, version) as target:
         say(f"exporting {run.path} -> {target.final} ({', '.join(plan)})")
-        _build(run, target, plan, float(max_metric_drop), measure, triton, say)
+        _build(run, target, plan, float(max_metric_drop), measure, triton, say, methods)
         if key is not None:
             signing.sign_bundle(target.tmp, key)
             say("signed manifest.json (manifest.sig)")
@@ -66,7 +68,7 @@ def _announce(final: Path) -> None:
               lambda _plugin: {"bundle_dir": str(final), "manifest": manifest}, isolate=True)
 
 
-def _build(run, target, plan, max_drop, do_measure, want_triton, say) -> None:
+def _build(run, target, plan, max_drop, do_measure, want_triton, say, methods=quantize.METHODS) -> None:
     from ..modeling import TaskModel
     from ..runtime.session import CPU, available_cpus
     from ..runtime.tokenization import BundleTokenizer
@@ -103,16 +105,31 @@ def _build(run, target, plan, max_drop, do_measure, want_triton, say) -> None:
         fusions = optimize.optimize_fp32(paths["fp32"], paths["fp32_opt"], params)
         results["fp32_opt"] = parity.check_fp32("fp32_opt", data, outputs(paths["fp32_opt"]))
         results["fp32_opt"]["fusions"] = fusions
-    int8 = []
+    int8, calib = [], None
     if "int8" in plan:
-        for cand in quantize.candidates(paths):
+        calib = calibration.training_rows(run) if "static" in methods else \
+            calibration.Calibration(skipped="static INT8 not asked for (int8_methods)")
+        calib_feeds = calibration.feeds(tokenizer, calib, inputs, pairs=run.uses_pairs) \
+            if calib.rows else []
+        if not calib.rows:
+            say(f"no static INT8 candidates: {calib.skipped}")
+        for cand in quantize.candidates(paths, static=bool(calib_feeds),
+                                        dynamic="dynamic" in methods):
             say(f"quantising {cand.name}")
-            dst = work / f"int8-{cand.source}-{int(cand.per_channel)}.onnx"
-            quantize.quantize_int8(paths[cand.source], dst, per_channel=cand.per_channel)
+            dst = work / f"int8-{cand.method}-{cand.source}-{int(cand.per_channel)}.onnx"
+            details = None
+            if cand.method == "static":
+                details = quantize.quantize_static_int8(paths[cand.source], dst, calib_feeds,
+                                                        per_channel=cand.per_channel)
+            else:
+                quantize.quantize_int8(paths[cand.source], dst, per_channel=cand.per_channel)
             res = parity.check_lossy("int8", data, outputs(dst), max_metric_drop=max_drop)
-            int8.append({"candidate": cand.name, "source": cand.source,
-                         "per_channel": cand.per_channel, "path": dst, "parity": res,
-                         "size": dst.stat().st_size})
+            entry = {"candidate": cand.name, "method": cand.method, "source": cand.source,
+                     "per_channel": cand.per_channel, "description": cand.description,
+                     "path": dst, "parity": res, "size": dst.stat().st_size}
+            if details:
+                entry["static"] = details
+            int8.append(entry)
     if "fp16" in plan:
         say("converting to FP16 (parity checked on CPU)")
         dst = tmp / planner.VARIANT_FILES["fp16"]
@@ -137,15 +154,20 @@ def _build(run, target, plan, max_drop, do_measure, want_triton, say) -> None:
         for c in int8:
             if c["candidate"] in timed:
                 c["timing"] = timed[c["candidate"]]
+    int8_description = None
     if "int8" in plan:
         best = quantize.pick_int8(int8)
+        results["int8_calibration"] = calib.to_dict()
+        results["int8_pick"] = quantize.pick_reason(int8, best)
         if best is None:
             rejected["int8"] = "no INT8 candidate passed parity: " + "; ".join(
                 f"{c['candidate']}: {c['parity'].get('reason')}" for c in int8)
         else:
             paths["int8"] = tmp / planner.VARIANT_FILES["int8"]
             best["path"].replace(paths["int8"])
-            results["int8"] = dict(best["parity"], candidate=best["candidate"])
+            results["int8"] = dict(best["parity"], candidate=best["candidate"], method=best["method"],
+                                   why=results["int8_pick"])
+            int8_description = best["description"]
             if "timing" in best:
                 timings["int8"] = best["timing"]
         results["int8_candidates"] = [
@@ -179,6 +201,8 @@ def _build(run, target, plan, max_drop, do_measure, want_triton, say) -> None:
                                               inputs=graph["inputs"], output=graph["output"])
     shipped = {v: {"file": planner.VARIANT_FILES[v], "description": planner.VARIANT_DESCRIPTIONS[v],
                    "size": paths[v].stat().st_size} for v in planner.VARIANTS if v in paths}
+    if int8_description and "int8" in shipped:
+        shipped["int8"]["description"] = int8_description
     manifest = {
         "schema_version": bundle.SCHEMA_VERSION, "name": target.name, "version": target.version,
         "task": run.task, "kind": model.spec.kind,

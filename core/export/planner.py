@@ -34,7 +34,8 @@ VARIANT_FILES = {"fp32": "model.onnx", "fp32_opt": "model.opt.onnx",
 VARIANT_DESCRIPTIONS = {
     "fp32": "FP32, plain graph from torch.onnx.export (the reference)",
     "fp32_opt": "FP32, ORT transformer optimizer fusions (Attention, LayerNorm, GELU)",
-    "int8": "dynamic INT8 weights (onnxruntime.quantization.quantize_dynamic), for CPU",
+    "int8": "INT8 for CPU: dynamic (quantize_dynamic) or static QDQ (quantize_static, calibrated "
+            "on training texts), whichever candidate the export measured fastest within parity",
     "fp16": "FP16 weights and compute, FP32 inputs/outputs, for CUDA",
 }
 
@@ -45,7 +46,8 @@ _INT8_CUDA = ("dynamic INT8 uses MatMulInteger/DynamicQuantizeLinear, which have
 _MATRIX: dict[tuple[str, str], tuple[str, str]] = {
     ("fp32", CPU): (OK, "reference graph; ORT applies its own fusions at load"),
     ("fp32_opt", CPU): (OK, "pre-fused graph"),
-    ("int8", CPU): (OK, "dynamic INT8: smallest, usually fastest on CPUs with VNNI/AVX-512"),
+    ("int8", CPU): (OK, "INT8 (dynamic or static QDQ): smallest, usually fastest on CPUs with "
+                        "VNNI/AVX-512"),
     ("fp16", CPU): (NOT_RECOMMENDED, "few CPU kernels take FP16: ORT inserts casts and it runs "
                                      "slower than FP32; never measured or chosen on CPU"),
     ("fp32", CUDA): (OK, "FP32 on GPU"),

@@ -1,9 +1,12 @@
-"""Dynamic INT8 quantisation (``onnxruntime.quantization.quantize_dynamic``).
+"""INT8 quantisation: dynamic (``quantize_dynamic``) and static QDQ (``quantize_static``).
 
 Which INT8 graph is best depends on the model and the CPU, so several
 candidates are built - from the plain and from the fused FP32 graph, with
-per-tensor and per-channel weight scales - and the export keeps the fastest
-one that passes the parity gate (:func:`pick_int8`).
+per-tensor and per-channel weight scales, dynamic (activation ranges computed per
+request) and, when the run's training texts are at hand, static (activation ranges
+calibrated on them ahead of time, QDQ format, per-channel weights) - and the export keeps
+the fastest one that passes the parity gate (:func:`pick_int8`, reason from
+:func:`pick_reason`).
 """
 
 from __future__ import annotations
@@ -13,19 +16,63 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+METHODS = ("dynamic", "static")
+
+
 @dataclass(frozen=True)
 class Int8Candidate:
     source: str        # "fp32" or "fp32_opt": which FP32 graph is quantised
     per_channel: bool
+    method: str = "dynamic"
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"unknown INT8 method {self.method!r}")
 
     @property
     def name(self) -> str:
-        return f"int8[{self.source},{'per-channel' if self.per_channel else 'per-tensor'}]"
+        scales = "per-channel" if self.per_channel else "per-tensor"
+        prefix = "" if self.method == "dynamic" else f"{self.method},"
+        return f"int8[{prefix}{self.source},{scales}]"
+
+    @property
+    def description(self) -> str:
+        scales = "per-channel" if self.per_channel else "per-tensor"
+        graph = "fused" if self.source == "fp32_opt" else "plain"
+        if self.method == "static":
+            return (f"static INT8, QDQ (onnxruntime.quantization.quantize_static; weight MatMuls, "
+                    f"{scales} weights, activation ranges calibrated on training texts), "
+                    f"from the {graph} FP32 graph, for CPU")
+        return (f"dynamic INT8 weights (onnxruntime.quantization.quantize_dynamic, {scales}), "
+                f"from the {graph} FP32 graph, for CPU")
 
 
-def candidates(sources) -> list[Int8Candidate]:
-    return [Int8Candidate(s, pc) for s in ("fp32_opt", "fp32") if s in sources
-            for pc in (False, True)]
+def check_methods(methods) -> tuple[str, ...]:
+    """``None``/``"auto"`` -> both methods; else a subset of :data:`METHODS` (str or list)."""
+    from ..errors import UsageError
+
+    if methods is None or methods == "auto":
+        return METHODS
+    if isinstance(methods, str):
+        methods = [m.strip() for m in methods.split(",") if m.strip()]
+    bad = [m for m in methods if m not in METHODS]
+    if bad or not methods:
+        raise UsageError(f"unknown INT8 method {bad[0] if bad else methods!r}",
+                         hint="use auto, dynamic, static or dynamic,static")
+    return tuple(m for m in METHODS if m in methods)
+
+
+def candidates(sources, *, static: bool = False, dynamic: bool = True) -> list[Int8Candidate]:
+    """Dynamic candidates for each FP32 graph; ``static``: also static QDQ, per-channel, from
+    the plain graph (onnxruntime fuses the QDQ pattern when it loads it)."""
+    out = [Int8Candidate(s, pc) for s in ("fp32_opt", "fp32") if s in sources
+           for pc in (False, True)] if dynamic else []
+    if static and "fp32" in sources:
+        # from the plain graph only: behind the fused graph's contrib ops (Attention,
+        # SkipLayerNormalization) the quantiser cannot infer tensor types and leaves most
+        # MatMuls in FP32 (measured on BANKING77/MiniLM: no faster than the FP32 graph)
+        out.append(Int8Candidate("fp32", True, "static"))
+    return out
 
 
 def quantize_int8(src: str | Path, dst: str | Path, *, per_channel: bool) -> None:
@@ -43,6 +90,50 @@ def quantize_int8(src: str | Path, dst: str | Path, *, per_channel: bool) -> Non
                                         "DefaultTensorType": onnx.TensorProto.FLOAT})
     finally:
         root.removeFilter(quiet)
+
+
+def weight_matmuls(model) -> list[str]:
+    """Names of the MatMul nodes whose second input is a weight (an initializer)."""
+    weights = {i.name for i in model.graph.initializer}
+    return [n.name for n in model.graph.node
+            if n.op_type == "MatMul" and len(n.input) > 1 and n.input[1] in weights and n.name]
+
+
+def quantize_static_int8(src: str | Path, dst: str | Path, batches: list[dict], *,
+                         per_channel: bool = True) -> dict:
+    """Static QDQ INT8 for the weight MatMuls, activation ranges from ``batches`` (ONNX feeds).
+
+    Unsigned activations with signed weights (U8S8, onnxruntime's advice for x86), MinMax
+    calibration.  Activation x activation MatMuls (attention scores) stay FP32: their ranges
+    vary per input and quantising them costs accuracy for little speed.  Returns what was
+    quantised (for the manifest).
+    """
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    from .calibration import data_reader
+
+    if not batches:
+        raise ValueError("static INT8 needs calibration batches")
+    model = onnx.load(str(src))
+    nodes = weight_matmuls(model)
+    del model
+    root = logging.getLogger()
+    quiet = _DropPreprocessHint()
+    root.addFilter(quiet)
+    try:
+        quantize_static(str(src), str(dst), data_reader(batches), quant_format=QuantFormat.QDQ,
+                        op_types_to_quantize=["MatMul"], nodes_to_quantize=nodes,
+                        per_channel=per_channel, reduce_range=False,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        calibrate_method=CalibrationMethod.MinMax,
+                        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    finally:
+        root.removeFilter(quiet)
+    return {"matmuls": len(nodes), "calibration_batches": len(batches),
+            "calibration_rows": sum(len(next(iter(b.values()))) for b in batches),
+            "calibrate_method": "MinMax", "activations": "uint8 (asymmetric)",
+            "weights": "int8 (symmetric)"}
 
 
 class _DropPreprocessHint(logging.Filter):
@@ -75,3 +166,25 @@ def pick_int8(results: list[dict], *, tolerance: float = 0.10) -> dict | None:
         close = [r for r in timed if r["timing"]["batch1_p50_ms"] <= best * (1 + tolerance)]
         return max(close, key=agreement)
     return max(passed, key=agreement)
+
+
+def pick_reason(results: list[dict], best: dict | None, *, tolerance: float = 0.10) -> str:
+    """One sentence: why :func:`pick_int8` shipped ``best`` (for the manifest and model card)."""
+    if best is None:
+        return "no INT8 candidate passed the parity gate"
+    failed = [r["candidate"] for r in results if not r["parity"].get("passed")]
+    rejected = f"; rejected by the parity gate: {', '.join(failed)}" if failed else ""
+    p = best["parity"]
+    acc = f"{p.get('agreement_metric')} {p.get('agreement', 0):.4f}, drop {p.get('drop_points', 0):.2f} pts"
+    timed = [r for r in results if r["parity"].get("passed") and r.get("timing", {}).get("batch1_p50_ms")]
+    if best.get("timing", {}).get("batch1_p50_ms") and timed:
+        fastest = min(timed, key=lambda r: r["timing"]["batch1_p50_ms"])
+        t = best["timing"]["batch1_p50_ms"]
+        if fastest is best:
+            why = f"fastest measured batch-1 p50 among the passing candidates ({t:.2f} ms)"
+        else:
+            why = (f"within {tolerance:.0%} of the fastest ({fastest['candidate']} "
+                   f"{fastest['timing']['batch1_p50_ms']:.2f} ms vs {t:.2f} ms) and the most "
+                   "accurate of those")
+        return f"{best['candidate']}: {why}; {acc}{rejected}"
+    return f"{best['candidate']}: not measured, so the most accurate passing candidate; {acc}{rejected}"

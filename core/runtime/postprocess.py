@@ -39,9 +39,9 @@ class Prediction:
 
 
 def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    z = x - x.max(axis=axis, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=axis, keepdims=True)
+    e = np.exp(x - x.max(axis=axis, keepdims=True))  # a new array: safe to divide in place
+    e /= e.sum(axis=axis, keepdims=True)
+    return e
 
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:

@@ -114,7 +114,7 @@ class Predictor:
                 batch_size: int = 32) -> list[Prediction]:
         """One :class:`Prediction` per text, in input order."""
         texts = check_texts(texts, "texts")
-        raw, encodings = self._run(texts, text_pairs, batch_size)
+        raw, encodings = self._run(texts, text_pairs, batch_size, checked=True)
         if not encodings:
             return []
         return self.postprocessor(raw, texts, encodings)
@@ -145,10 +145,17 @@ class Predictor:
         vectors = np.asarray(self.predict_raw(list(texts), batch_size=batch_size), dtype=np.float32)
         return l2_normalize(vectors) if normalize else vectors
 
-    def _run(self, texts, text_pairs, batch_size):
+    def _run(self, texts, text_pairs, batch_size, checked: bool = False):
         if self.needs_pairs and text_pairs is None:
             raise UsageError(f"{self.manifest.model_id} was trained on text pairs",
                              hint="pass text_pairs (one per text)")
+        if checked and len(texts) == 1 and self.manifest.kind != "token" \
+                and isinstance(batch_size, int) and batch_size >= 1:
+            # the latency path: one text -> one feed -> one run, nothing to sort or scatter back
+            # (the texts were checked by the caller; pairs are checked by encode)
+            encodings = self.tokenizer.encode_checked(texts, text_pairs)
+            result = self.runner(self.tokenizer.pad(encodings, self.inputs))
+            return np.asarray(result, dtype=np.float32), encodings
         batches = self.tokenizer.batches(texts, text_pairs, inputs=self.inputs,
                                          batch_size=batch_size)
         n = sum(len(b.index) for b in batches)

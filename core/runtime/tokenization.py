@@ -40,7 +40,10 @@ class BundleTokenizer:
         self.tokenizer.enable_truncation(self.max_length)
 
     def encode(self, texts: list[str], pairs: list[str] | None = None) -> list:
-        texts = check_texts(texts, "texts")
+        return self.encode_checked(check_texts(texts, "texts"), pairs)
+
+    def encode_checked(self, texts: list[str], pairs: list[str] | None = None) -> list:
+        """:meth:`encode` for ``texts`` already validated by :func:`check_texts` (pairs are checked)."""
         if pairs is not None:
             pairs = check_texts(pairs, "text_pairs")
             if len(pairs) != len(texts):

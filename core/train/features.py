@@ -26,6 +26,7 @@ class Features:
     token_type_ids: list[list[int]] | None
     targets: np.ndarray
     pair_ids: list[list[int]] | None = None   # embedding kind: the positive side
+    soft_targets: np.ndarray | None = None    # distillation: the teacher's logits [N, C]
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -107,6 +108,8 @@ def collate(features: Features, batch: list[int], pad_id: int) -> dict[str, torc
         out["token_type_ids"], _ = pad([features.token_type_ids[i] for i in batch], 0)
     if features.pair_ids is not None:
         out["pair_input_ids"], out["pair_attention_mask"] = pad([features.pair_ids[i] for i in batch], pad_id)
+    if features.soft_targets is not None:
+        out["soft_targets"] = torch.from_numpy(np.ascontiguousarray(features.soft_targets[batch]))
     t = features.targets
     if t.dtype == object:  # token tags: pad with IGNORE
         out["targets"], _ = pad([t[i] for i in batch], IGNORE)

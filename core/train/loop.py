@@ -72,6 +72,16 @@ def cpu_has_native_bf16() -> bool:
     return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
+def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, hard: torch.Tensor,
+                      temperature: float, alpha: float) -> torch.Tensor:
+    """``alpha`` x KL(teacher || student) at ``temperature`` (scaled by T^2, Hinton et al.) +
+    ``(1 - alpha)`` x the label loss ``hard``."""
+    t = float(temperature)
+    kl = F.kl_div(F.log_softmax(student.float() / t, -1), F.log_softmax(teacher.float() / t, -1),
+                  reduction="batchmean", log_target=True) * (t * t)
+    return alpha * kl + (1.0 - alpha) * hard
+
+
 def class_weight_tensor(targets: np.ndarray, n: int) -> torch.Tensor:
     counts = np.bincount(targets, minlength=n).astype(np.float64)
     w = np.where(counts > 0, counts.sum() / (n * np.maximum(counts, 1)), 0.0)
@@ -104,8 +114,10 @@ class Trainer:
     """Trains a :class:`TaskModel` on encoded :class:`Features`; see module doc."""
 
     def __init__(self, model: TaskModel, config: TrainConfig, *, summary: dict, pad_id: int,
-                 special_ids: set[int] = frozenset(), run_dir: Path | None = None, progress: bool = True):
+                 special_ids: set[int] = frozenset(), run_dir: Path | None = None, progress: bool = True,
+                 distill: tuple[float, float] | None = None):
         self.model = model
+        self.distill = distill  # (temperature, alpha): KL to the teacher's logits (soft_targets)
         self.config = config
         self.kind = model.spec.kind
         self.labels = model.spec.labels
@@ -164,7 +176,10 @@ class Trainer:
         t = b["targets"]
         if self.kind == "classification":
             w = self.class_weights.to(out.device) if self.class_weights is not None else None
-            return F.cross_entropy(out.float(), t, weight=w)
+            loss = F.cross_entropy(out.float(), t, weight=w)
+            if self.distill is not None and "soft_targets" in b:
+                return distillation_loss(out, b["soft_targets"], loss, *self.distill)
+            return loss
         if self.kind in ("multilabel", "pair"):
             return F.binary_cross_entropy_with_logits(out.float(), t.float())
         if self.kind == "token":
