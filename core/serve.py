@@ -23,6 +23,7 @@ import asyncio
 import hmac
 import json
 import logging
+import re
 import threading
 import time
 from contextlib import asynccontextmanager
@@ -38,6 +39,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .application import LoadedApp
 from .errors import TuneforgeError, UsageError
 from .runtime.batching import Batcher
+
+# A text with at least one character that is not white space -- spelled out so that every regex
+# engine that reads the OpenAPI pattern (Python's, ECMAScript's, Rust's in pydantic) agrees with
+# is_blank(): their \s differ on U+001C..U+001F, U+0085 and U+FEFF.
+NON_BLANK = r"[^\s\u001c-\u001f\u0085\ufeff]"
+_NON_BLANK = re.compile(NON_BLANK)
+
+
+def is_blank(text: str) -> bool:
+    """True when ``text`` has nothing but white space (the rule behind :data:`NON_BLANK`)."""
+    return _NON_BLANK.search(text) is None
 
 log = logging.getLogger(__name__)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -177,7 +189,7 @@ def parse_request(payload, *, max_batch: int, max_text_chars: int,
             where = what if single else f"{what}[{i}]"
             if not isinstance(t, str):
                 raise bad(f"{where} must be a string, got {type(t).__name__}")
-            if not t.strip():
+            if is_blank(t):
                 raise bad(f"{where} is empty")
             if len(t) > max_text_chars:
                 raise APIError(413, "too_large", f"{where} has {len(t)} characters; the limit "
@@ -471,7 +483,7 @@ WARMUP_TEXT = "hello"
 
 def predict_schema(limits: ServerLimits, needs_pairs: bool) -> dict:
     """The JSON schema of a ``/v1/predict`` body, exactly what :func:`parse_request` accepts."""
-    text = {"type": "string", "minLength": 1, "maxLength": limits.max_text_chars, "pattern": r"\S"}
+    text = {"type": "string", "minLength": 1, "maxLength": limits.max_text_chars, "pattern": NON_BLANK}
     many = {"type": "array", "items": text, "minItems": 1, "maxItems": limits.max_batch}
     batch = {"type": "object", "additionalProperties": False, "required": ["texts"],
              "properties": {"texts": many, "text_pairs": many}}

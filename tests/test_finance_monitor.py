@@ -68,7 +68,10 @@ def test_items_parse_and_every_malformed_line_has_a_reason():
                          ('{"id": "a", "ts": "yesterday", "text": "x"}', "not ISO 8601"),
                          ('{"ts": 1, "text": "x"}', "missing id"), ('{"id": "a", "ts": 1, "text": "  "}', "empty"),
                          ('{"id": "a", "ts": 1, "text": "x", "colour": 1}', "unknown field"),
-                         ('{"id": "a", "ts": 1, "text": "x", "entities": ["$1"]}', "not a ticker")]:
+                         ('{"id": "a", "ts": 1, "text": "x", "entities": ["$1"]}', "not a ticker"),
+                         # found by the fuzzer: a clock past year 9999 broke every later late-item message
+                         ('{"id": "a", "ts": 1e15, "text": "x"}', "outside 1900-01-01 .. 9999-12-31"),
+                         ('{"id": "a", "ts": -1e12, "text": "x"}', "outside 1900")]:
         with pytest.raises(Malformed, match=reason):
             parse_json_line(line)
     assert parse_duration("90s") == 90 and parse_duration("1.5h") == 5400 and parse_duration(30) == 30

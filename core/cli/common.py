@@ -78,3 +78,14 @@ def columns_from(text_column, label_column, pair_column) -> dict:
 
 def echo_json(data) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
+
+
+def report_run(result, as_json: bool) -> None:
+    """A finished run (train, distill): its JSON, or its test metrics and its folder."""
+    if as_json:
+        echo_json(result.to_dict())
+        return
+    test = result.metrics["test"]
+    shown = ", ".join(f"{k}={v:.4f}" for k, v in test.items() if isinstance(v, float))
+    click.echo(f"test: {shown}")
+    click.echo(f"run: {result.run_dir}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .common import echo_json
+from .common import report_run
 
 EXAMPLE = """\b
 Examples:
@@ -29,10 +29,12 @@ def _layer_map(ctx, param, value):
 def register(cli: click.Group) -> None:
     @cli.command(epilog=EXAMPLE)
     @click.argument("run", type=click.Path(exists=True, file_okay=False))
-    @click.option("--layers", type=int, help="Encoder layers the student keeps (default 3, or as many as --layer-map names).")
+    @click.option("--layers", type=int,
+                  help="Encoder layers the student keeps (default 3, or as many as --layer-map names).")
     @click.option("--layer-map", callback=_layer_map,
                   help="Teacher layer for each student layer, e.g. 0,2,4 (default: evenly spaced from 0).")
-    @click.option("--temperature", type=float, default=2.0, show_default=True, help="Softmax temperature of the KL term.")
+    @click.option("--temperature", type=float, default=2.0, show_default=True,
+                  help="Softmax temperature of the KL term.")
     @click.option("--alpha", type=float, default=0.5, show_default=True,
                   help="Weight of the KL term (1 - alpha on the labels).")
     @click.option("--epochs", type=float, default=3.0, show_default=True)
@@ -51,11 +53,4 @@ def register(cli: click.Group) -> None:
         from ..train.distill import DistillConfig
         from ..train.distill import distill as run_distill
 
-        result = run_distill(DistillConfig(teacher=run, **options), progress=progress)
-        if as_json:
-            echo_json(result.to_dict())
-            return
-        test = result.metrics["test"]
-        shown = ", ".join(f"{k}={v:.4f}" for k, v in test.items() if isinstance(v, float))
-        click.echo(f"test: {shown}")
-        click.echo(f"run: {result.run_dir}")
+        report_run(run_distill(DistillConfig(teacher=run, **options), progress=progress), as_json)

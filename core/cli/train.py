@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .common import columns_from, columns_option, echo_json, parse_set
+from .common import columns_from, columns_option, parse_set, report_run
 
 EXAMPLE = """\b
 Examples:
@@ -62,14 +62,6 @@ def register(cli: click.Group) -> None:
             task = (read_toml(config_file, table="train").get("task") if config_file else None) \
                 or "text-classification"
         config = config_for_task(task, file=config_file, **overrides)
-        _report(run_train(config, progress=progress), as_json)
+        report_run(run_train(config, progress=progress), as_json)
 
 
-def _report(result, as_json: bool) -> None:
-    if as_json:
-        echo_json(result.to_dict())
-        return
-    test = result.metrics["test"]
-    shown = ", ".join(f"{k}={v:.4f}" for k, v in test.items() if isinstance(v, float))
-    click.echo(f"test: {shown}")
-    click.echo(f"run: {result.run_dir}")

@@ -14,8 +14,7 @@ from pathlib import Path
 from .. import runinfo
 from ..errors import UsageError
 from ..storage import write_json
-from . import (bundle, calibration, card, measure, onnx_export, optimize, parity, planner, quantize, runs,
-               triton_repo)
+from . import bundle, calibration, card, measure, onnx_export, optimize, parity, planner, quantize, runs, triton_repo
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,6 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-
 METHODS = ("dynamic", "static")
 
 

@@ -32,6 +32,9 @@ def format_duration(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
+EARLIEST, LATEST = -2208988800.0, 253402300799.0        # 1900-01-01T00:00:00Z, 9999-12-31T23:59:59Z
+
+
 def parse_timestamp(value) -> float:
     """Epoch seconds from a number (seconds; milliseconds above 1e12) or an ISO 8601 string.
 
@@ -56,7 +59,10 @@ def parse_timestamp(value) -> float:
             return dt.timestamp()
     if ts != ts or ts in (float("inf"), float("-inf")):
         raise ValueError(f"timestamp {value!r} is not a finite number")
-    return ts / 1000.0 if ts > 1e12 else ts
+    ts = ts / 1000.0 if ts > 1e12 else ts
+    if not EARLIEST <= ts <= LATEST:
+        raise ValueError(f"timestamp {value!r} is outside 1900-01-01 .. 9999-12-31")
+    return ts
 
 
 def iso(ts: float) -> str:

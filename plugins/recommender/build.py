@@ -27,17 +27,43 @@ import numpy as np
 from tuneforge.errors import ConfigError
 
 from .baselines import EASE, BPRConfig, ItemKNN
-from .data import load_folder
 from .coldstart import cold_start_split, validation_cold_split
 from .coldstart_eval import choose_text_mix, cold_start_rows
-from .evaluate import (EvalReport, Protocol, _row, baseline_rows, feature_tensor, learn_blend, space_for,
-                       tune_on_validation, visible_times)
+from .data import load_folder
+from .evaluate import (
+    EvalReport,
+    Protocol,
+    _row,
+    baseline_rows,
+    feature_tensor,
+    learn_blend,
+    space_for,
+    tune_on_validation,
+    visible_times,
+)
 from .features import fit_space
-from .ranker import (LAST, Phase, RankerConfig, as_float16, choose_ranker, fit_sources, full_scores, group_table,
-                     title_years)
+from .ranker import (
+    LAST,
+    Phase,
+    RankerConfig,
+    as_float16,
+    choose_ranker,
+    fit_sources,
+    full_scores,
+    group_table,
+    title_years,
+)
 from .split import leave_last_out
-from .twotower import (Encoder, MixedEncoder, TwoTowerConfig, export_base_encoder, export_two_tower, mix_vectors,
-                       train_two_tower, user_text)
+from .twotower import (
+    Encoder,
+    MixedEncoder,
+    TwoTowerConfig,
+    export_base_encoder,
+    export_two_tower,
+    mix_vectors,
+    train_two_tower,
+    user_text,
+)
 
 FORMAT = 1
 

@@ -59,7 +59,8 @@ class EvalReport:
         head = (f"Warm (leave-last-out): {self.users} held-out users, {self.items} items, seed {self.seed}, "
                 f"build wall time {self.wall_s:.0f} s")
         if "ease_lambda" in s:
-            head += f"; chosen on validation: EASE lambda {s['ease_lambda']:g}, item-kNN {s['knn_neighbours']} neighbours"
+            head += (f"; chosen on validation: EASE lambda {s['ease_lambda']:g}, "
+                     f"item-kNN {s['knn_neighbours']} neighbours")
             r = s.get("ranker", {})
             if "feature_set" in r:
                 head += (f", ranker features {r['feature_set']} ({len(r['features'])}), {r['extra_phases']} extra "

@@ -22,7 +22,6 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
-
 from tuneforge.errors import DataError
 
 from .data import Catalogue, Interactions, interactions_from_lists, with_tag_counts

@@ -323,19 +323,23 @@ def choose_ranker(phases: list[Phase], config: RankerConfig, *, progress=None):
     say = progress or (lambda s: None)
     log, scored = [], {}
 
-    def run(feature_set, extra, tree):
-        key = (feature_set, extra, tuple(sorted(tree.items())))
-        if key in scored:
-            return scored[key]
+    def fit(feature_set, extra, tree, final):
+        """Fit on the validation phase + ``extra`` pseudo-phases; scored on the validation users."""
         cfg = RankerConfig(**{**asdict(config), **tree, "extra_phases": extra})
         used = phases[:1 + extra]
         cols = [ALL_FEATURES.index(f) for f in FEATURE_SETS[feature_set]]
         cands = [c for p in used for c in p.cands]
         mask = np.zeros(len(cands), dtype=bool)
         mask[:len(phases[0].cands)] = True
-        _, info = fit_ranker(cands, np.concatenate([p.x[:, cols] for p in used]), np.concatenate([p.y for p in used]),
-                             cfg, users=np.concatenate([p.users for p in used]), eval_mask=mask,
-                             feature_names=FEATURE_SETS[feature_set], final=False)
+        return fit_ranker(cands, np.concatenate([p.x[:, cols] for p in used]), np.concatenate([p.y for p in used]),
+                          cfg, users=np.concatenate([p.users for p in used]), eval_mask=mask,
+                          feature_names=FEATURE_SETS[feature_set], final=final)
+
+    def run(feature_set, extra, tree):
+        key = (feature_set, extra, tuple(sorted(tree.items())))
+        if key in scored:
+            return scored[key]
+        _, info = fit(feature_set, extra, tree, final=False)
         scored[key] = info["cv_ndcg@10"]
         log.append({"features": feature_set, "extra_phases": extra, **tree, "rounds": info["rounds"],
                     "cv_ndcg@10": info["cv_ndcg@10"], "cv_hr@10": info["cv_hr@10"]})
@@ -347,16 +351,7 @@ def choose_ranker(phases: list[Phase], config: RankerConfig, *, progress=None):
     first = max(((fs, e) for fs in FEATURE_SETS for e in range(len(phases))), key=lambda k: run(*k, tree0))
     tree = max([tree0] + [t for t in TREE_GRID if t != tree0], key=lambda t: run(*first, t))
     feature_set, extra = first
-    cfg = RankerConfig(**{**asdict(config), **tree, "extra_phases": extra})
-    used = phases[:1 + extra]
-    cols = [ALL_FEATURES.index(f) for f in FEATURE_SETS[feature_set]]
-    cands = [c for p in used for c in p.cands]
-    mask = np.zeros(len(cands), dtype=bool)
-    mask[:len(phases[0].cands)] = True
-    booster, info = fit_ranker(cands, np.concatenate([p.x[:, cols] for p in used]),
-                               np.concatenate([p.y for p in used]), cfg,
-                               users=np.concatenate([p.users for p in used]), eval_mask=mask,
-                               feature_names=FEATURE_SETS[feature_set])
+    booster, info = fit(feature_set, extra, tree, final=True)
     info.update(feature_set=feature_set, extra_phases=extra, tree=tree, search=log)
     return booster, info
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from tuneforge.serve import APIError
+from tuneforge.serve import NON_BLANK, APIError
 
 from .service import MAX_TASTE_CHARS, Recommender, UnknownUser
 
@@ -24,7 +24,7 @@ class RecommendRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={
         "oneOf": [{"required": ["user"], "properties": {"user": {"not": {"type": "null"}}},
                    "not": {"required": ["taste"]}},
-                  {"required": ["taste"], "properties": {"taste": {"type": "string", "pattern": "\\S"}},
+                  {"required": ["taste"], "properties": {"taste": {"type": "string", "pattern": NON_BLANK}},
                    "not": {"required": ["user"]}}]})
     user: str | int | None = None
     taste: str | None = Field(default=None, max_length=MAX_TASTE_CHARS)

@@ -137,8 +137,10 @@ class Recommender:
                 "ease_last": np.asarray(self.user_ease_last[row], dtype=np.float32)}
 
     def _taste_vector(self, taste: str) -> np.ndarray:
+        from tuneforge.serve import is_blank
+
         taste = (taste or "").strip()
-        if not taste:
+        if is_blank(taste):
             raise UsageError("taste is empty", hint='describe what the user likes, e.g. "space adventures"')
         if len(taste) > MAX_TASTE_CHARS:
             raise UsageError(f"taste is {len(taste)} characters; the limit is {MAX_TASTE_CHARS}")

@@ -14,7 +14,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from tuneforge.errors import UsageError
-from tuneforge.serve import APIError
+from tuneforge.serve import NON_BLANK, APIError, is_blank
 
 from .conversation import Conversation
 from .feedback import record_feedback
@@ -28,7 +28,7 @@ REF = r"^[A-Za-z0-9_-]{16}$"               # what Store.add_turn issues
 
 class ChatRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    message: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
+    message: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS, pattern=NON_BLANK)
     session_id: str | None = Field(default=None, pattern=SESSION,
                                    description="From an earlier answer; omit it to start a new session.")
 
@@ -52,7 +52,7 @@ def make_router(conversation: Conversation, labels: list[str], metrics=None) -> 
     def chat(req: ChatRequest):
         """One customer turn: the answer, its kind (template, retrieval, clarify, handoff, smalltalk,
         decline) and sources.  Keep ``session_id`` for the next turn and ``turn`` for feedback."""
-        if not req.message.strip():
+        if is_blank(req.message):
             raise UsageError("message is empty")
         if req.session_id is not None and not conversation.store.has_session(req.session_id):
             raise APIError(404, "not_found", "unknown session_id (omit session_id to start a new session)")
