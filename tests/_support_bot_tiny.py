@@ -104,6 +104,23 @@ def build_tiny_bot(root: Path, intent_base: str) -> Path:
     return bot
 
 
+def add_router(bot_dir: Path) -> Path:
+    """Give a tiny bot its conversation layer: a router over the bot's own encoder, bank references
+    from the tiny bot's questions, calibrated on them and the bundled calibration halves."""
+    from tuneforge.plugins.support_bot.bot import Bot, artefacts
+    from tuneforge.plugins.support_bot.router import Router, calibrate_router, eval_rows
+
+    bot = Bot.load(bot_dir)
+    bank = [q for qs in INTENTS.values() for q in qs] + [q for q, _ in KB_QUESTIONS]
+    router = Router.build(bot.embed, bank)
+    router.thresholds = calibrate_router(
+        router, bot.embed, in_domain=bank, small_talk=[t for t, _ in eval_rows("small_talk", "act", "calibration")],
+        off_domain=[t for t, _ in eval_rows("off_domain", "domain", "calibration")], unanswerable=[], max_diverted=0.0)
+    router.save(artefacts(bot_dir) / "router")
+    bot.close()
+    return bot_dir
+
+
 if __name__ == "__main__":  # explore: python tests/_support_bot_tiny.py OUT TINY_BERT_DIR
     import sys
 

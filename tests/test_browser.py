@@ -129,26 +129,17 @@ def _public_page_private_api(base: str, api: str, method: str = "post"):
 def chat_bot(tiny_bot, tmp_path):
     """The tiny bot (a private copy) with its conversation layer, unsure bank questions asked rather
     than handed off -- as tests/test_support_bot_app.py's terminal chat."""
-    from _support_bot_tiny import INTENTS, KB_QUESTIONS
+    from _support_bot_tiny import add_router
 
-    from tuneforge.plugins.support_bot.bot import Bot, artefacts
-    from tuneforge.plugins.support_bot.router import Router, calibrate_router, eval_rows
+    from tuneforge.plugins.support_bot.bot import artefacts
 
     project = tmp_path / "bot-project"
     shutil.copytree(tiny_bot.parent, project, ignore=shutil.ignore_patterns("runs", "bot.sqlite*"))
-    folder = project / "bot"
-    bot = Bot.load(folder)
-    bank = [q for qs in INTENTS.values() for q in qs] + [q for q, _ in KB_QUESTIONS]
-    router = Router.build(bot.embed, bank)
-    router.thresholds = calibrate_router(
-        router, bot.embed, in_domain=bank, small_talk=[t for t, _ in eval_rows("small_talk", "act", "calibration")],
-        off_domain=[t for t, _ in eval_rows("off_domain", "domain", "calibration")], unanswerable=[], max_diverted=0.0)
+    folder = add_router(project / "bot")
     parts = artefacts(folder)                 # the bot's current generation
-    router.save(parts / "router")
     th = json.loads((parts / "thresholds.json").read_text())
     th["handoff"] = -1.0
     (parts / "thresholds.json").write_text(json.dumps(th))
-    bot.close()
     return folder
 
 

@@ -36,19 +36,9 @@ def bot_copy(tiny_bot, tmp_path):
 def bot_with_router(bot_copy):
     """The tiny bot plus its conversation layer: a router over the bot's own encoder, bank references
     from the tiny bot's questions, calibrated on its own questions and the bundled calibration halves."""
-    from _support_bot_tiny import INTENTS, KB_QUESTIONS
+    from _support_bot_tiny import add_router
 
-    from tuneforge.plugins.support_bot.bot import Bot
-    from tuneforge.plugins.support_bot.router import Router, calibrate_router, eval_rows
-
-    bot = Bot.load(bot_copy)
-    bank = [q for qs in INTENTS.values() for q in qs] + [q for q, _ in KB_QUESTIONS]
-    router = Router.build(bot.embed, bank)
-    router.thresholds = calibrate_router(
-        router, bot.embed, in_domain=bank, small_talk=[t for t, _ in eval_rows("small_talk", "act", "calibration")],
-        off_domain=[t for t, _ in eval_rows("off_domain", "domain", "calibration")], unanswerable=[], max_diverted=0.0)
-    router.save(artefacts(bot_copy) / "router")
-    return bot_copy
+    return add_router(bot_copy)
 
 
 def test_build_writes_config_index_and_calibrated_thresholds(tiny_bot):

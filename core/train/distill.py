@@ -107,11 +107,11 @@ def distill(config: DistillConfig, *, progress: bool = True):
     from ..metrics import headline
     from ..modeling import TaskModel
     from ..plugin_manager import get_plugin_manager
-    from ..runinfo import library_versions, utc_now
+    from ..runinfo import utc_now
     from ..storage import write_json
     from ..tasks import get_task
     from . import RunResult
-    from .driver import _dump_split, _save_model_atomically, load_task_splits, new_run_dir, set_seed
+    from .driver import _dump_split, _save_model_atomically, load_task_splits, new_run_dir, set_seed, start_run_info
     from .features import encode
     from .loop import Trainer
     from .modes import apply_mode
@@ -161,11 +161,7 @@ def distill(config: DistillConfig, *, progress: bool = True):
     info = {"teacher": str(root), "teacher_id": teacher_info.get("id", root.name),
             "teacher_layers": depth, "layer_map": layer_map, "temperature": config.temperature,
             "alpha": config.alpha, "teacher_metrics": _teacher_metrics(root)}
-    data_info = {name: {"path": ds.path, "sha256": ds.sha256, "rows": len(ds)}
-                 for name, ds in (("train", train_ds), ("validation", val_ds), ("test", test_ds))}
-    run_info = {"id": run_dir.name, "task": task.name, "plugin": task.plugin, "status": "running",
-                "created": utc_now(), "versions": library_versions(), "data": data_info, "distill": info}
-    write_json(run_dir / "run.json", run_info)
+    run_info = start_run_info(run_dir, task, (train_ds, val_ds, test_ds), distill=info)
     write_json(run_dir / "config.json", student_cfg.to_dict())
     write_json(run_dir / "distill.json", {**config.to_dict(), **info})
     write_json(run_dir / "labels.json", {"labels": list(teacher.spec.labels)})

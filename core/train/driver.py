@@ -35,6 +35,17 @@ def _split(ds: Dataset, fractions: tuple[float, ...], seed: int) -> tuple[Datase
     return stratified_split(ds, fractions, seed=seed)
 
 
+def start_run_info(run_dir: Path, task: TaskSpec, splits, **extra) -> dict:
+    """Write ``run.json`` for a run that starts now (status ``running``): its task, library versions
+    and where each split (train, validation, test) came from; ``extra`` keys are added."""
+    data_info = {name: {"path": ds.path, "sha256": ds.sha256, "rows": len(ds)}
+                 for name, ds in zip(("train", "validation", "test"), splits)}
+    run_info = {"id": run_dir.name, "task": task.name, "plugin": task.plugin, "status": "running",
+                "created": utc_now(), "versions": library_versions(), "data": data_info, **extra}
+    write_json(run_dir / "run.json", run_info)
+    return run_info
+
+
 def load_task_splits(task: TaskSpec, config: TrainConfig, pm) -> tuple[Dataset, Dataset, Dataset]:
     """Train / validation / test sets from the config's files or the task's bundled ones."""
     files = dict(task.data_files)
@@ -127,11 +138,7 @@ def run_training(task: TaskSpec, config: TrainConfig, pm, *, progress: bool = Tr
                          lora={"r": config.lora_r, "alpha": config.lora_alpha,
                                "dropout": config.lora_dropout, "targets": config.lora_targets})
     run_dir = Path(config.resume) if config.resume and Path(config.resume).is_dir() else new_run_dir(config, task)
-    data_info = {name: {"path": ds.path, "sha256": ds.sha256, "rows": len(ds)}
-                 for name, ds in (("train", train_ds), ("validation", val_ds), ("test", test_ds))}
-    run_info = {"id": run_dir.name, "task": task.name, "plugin": task.plugin, "status": "running",
-                "created": utc_now(), "versions": library_versions(), "data": data_info, "model": summary}
-    write_json(run_dir / "run.json", run_info)
+    run_info = start_run_info(run_dir, task, (train_ds, val_ds, test_ds), model=summary)
     write_json(run_dir / "config.json", config.to_dict())
     if labels:
         labels.save(run_dir / "labels.json")
