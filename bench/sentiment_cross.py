@@ -185,6 +185,9 @@ def main() -> None:
     ap.add_argument("--epochs", type=float, default=1.0)
     ap.add_argument("--max-length", type=int, default=64)
     ap.add_argument("--limit-train", type=int)
+    ap.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+                    help="any other TrainConfig field for every run (e.g. label_smoothing=0.1), repeatable")
+    ap.add_argument("--tag", default="", help="suffix of the run names, to keep recipes apart")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--work", default="/tmp/tuneforge-sentiment-cross")
     ap.add_argument("--extra-run", action="append", default=[],
@@ -200,7 +203,7 @@ def main() -> None:
     results = []
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     for src in [s for s in args.sources.split(",") if s]:
-        name = f"cross-{src}-{args.mode}-{args.epochs:g}ep"
+        name = f"cross-{src}-{args.mode}-{args.epochs:g}ep" + (f"-{args.tag}" if args.tag else "")
         cmd = [str(Path(sys.executable).parent / "tuneforge"), "train",   # run the bench itself with nice
                "--task", "finance-sentiment",
                "--data", str(files[src]["train"]), "--validation", str(files[src]["valid"]),
@@ -211,11 +214,15 @@ def main() -> None:
             cmd += ["--top-k", str(args.top_k)]
         if args.limit_train:
             cmd += ["--limit-train", str(args.limit_train)]
+        for setting in args.settings:
+            cmd += ["--set", setting]
         t = time.perf_counter()
         if not (work / "runs" / name / "model").is_dir():
             subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
         train_s = time.perf_counter() - t
-        row = {"train": src, "recipe": f"{args.mode} {args.epochs:g} ep, max_length {args.max_length}",
+        recipe = f"{args.mode} {args.epochs:g} ep, max_length {args.max_length}" + "".join(
+            f", {setting}" for setting in args.settings)
+        row = {"train": src, "recipe": recipe,
                "train_s": round(train_s, 1), **score_run(work / "runs" / name, sources, src)}
         results.append(row)
         print(json.dumps(row), file=sys.stderr)

@@ -53,6 +53,8 @@ class TrainConfig:
     max_length: int = 128
     dropout: float | None = None       # None = the encoder config's hidden_dropout_prob
     class_weights: bool = False
+    label_smoothing: float = 0.0       # classification: share of each target spread over all labels
+    layer_lr_decay: float = 1.0        # layer i of L (0 = bottom): lr * decay**(L-1-i); embeddings decay**L
     early_stopping_patience: int = 2   # evaluations without improvement; 0 = off
     metric: str = "auto"               # validation metric for early stopping; auto = by task kind
     evals_per_epoch: int = 1
@@ -97,6 +99,10 @@ class TrainConfig:
              f"few_shot_per_class must be in 1..64, got {self.few_shot_per_class}")
         need(8 <= self.max_length <= 8192, f"max_length must be in 8..8192, got {self.max_length}")
         need(0 <= self.augment < 1, f"augment must be in [0, 1), got {self.augment}")
+        need(0 <= self.label_smoothing < 1, f"label_smoothing must be in [0, 1), got {self.label_smoothing}",
+             "0.1 is the usual value; 0 turns it off")
+        need(0 < self.layer_lr_decay <= 1, f"layer_lr_decay must be in (0, 1], got {self.layer_lr_decay}",
+             "0.8-0.95 keeps the lower layers close to the pretrained model; 1 turns it off")
         need(self.precision in ("auto", "fp32", "bf16", "fp16"), f"unknown precision {self.precision!r}",
              "use auto, fp32, bf16 or fp16")
         need(self.dropout is None or 0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}")

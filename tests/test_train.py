@@ -209,6 +209,8 @@ def test_lora_merge_gives_the_same_outputs(tiny_encoder_dir):
     ({"epochs": 0}, "epochs must be > 0"),
     ({"split": [0.5, 0.6, 0.1]}, "split must be three fractions"),
     ({"learning_rat": 1e-4}, "unknown setting 'learning_rat'"),
+    ({"label_smoothing": 1.0}, "label_smoothing must be in"),
+    ({"layer_lr_decay": 0}, "layer_lr_decay must be in"),
 ])
 def test_bad_configs_fail_with_one_clear_message(settings, message):
     with pytest.raises(ConfigError, match=message):
@@ -313,6 +315,51 @@ def test_class_weights_are_inverse_frequency():
 
     w = class_weight_tensor(np.array([0] * 90 + [1] * 10), 2)
     assert torch.allclose(w, torch.tensor([100 / 180, 100 / 20]))
+
+
+def test_layer_lr_decay_gives_each_encoder_layer_its_own_rate(tiny_encoder_dir):
+    from transformers import AutoModel
+
+    from tuneforge.train.loop import _param_groups
+
+    model = TaskModel(AutoModel.from_pretrained(tiny_encoder_dir), ModelSpec("classification", ["a", "b"]))
+    apply_mode(model, "full")
+    n_layers = model.encoder.config.num_hidden_layers
+    cfg = TrainConfig(learning_rate=1e-3, layer_lr_decay=0.5)
+    lr_of = {id(p): g["lr"] for g in _param_groups(model, cfg) for p in g["params"]}
+    named = dict(model.named_parameters())
+    top, bottom = f"encoder.encoder.layer.{n_layers - 1}.", "encoder.encoder.layer.0."
+    rate = {n: lr_of[id(p)] for n, p in named.items()}
+    assert {r for n, r in rate.items() if n.startswith(top)} == {1e-3}
+    assert [r for n, r in rate.items() if n.startswith(bottom)] == pytest.approx(
+        [1e-3 * 0.5 ** (n_layers - 1)] * sum(n.startswith(bottom) for n in rate))
+    embeddings = [r for n, r in rate.items() if "embeddings" in n]
+    assert embeddings and embeddings == pytest.approx([1e-3 * 0.5 ** n_layers] * len(embeddings))
+    assert {r for n, r in rate.items() if n.startswith("head.")} == {cfg.head_lr}
+    assert len(lr_of) == len(named)  # every trainable parameter in exactly one group
+    plain = {g["lr"] for g in _param_groups(model, TrainConfig(learning_rate=1e-3)) if g["lr"] != cfg.head_lr}
+    assert plain == {1e-3}  # decay 1 (the default): one encoder rate
+
+
+def test_label_smoothing_spreads_the_target_over_every_label():
+    """The trainer's classification loss with ``label_smoothing`` = cross-entropy against
+    (1 - s) * one-hot + s / n_labels: a confident right answer is no longer free, a uniform one
+    costs the same as without smoothing."""
+    from types import SimpleNamespace
+
+    logits = torch.tensor([[8.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    targets = torch.tensor([0, 2])
+
+    def loss(smoothing):
+        stub = SimpleNamespace(kind="classification", class_weights=None, distill=None,
+                               config=TrainConfig(label_smoothing=smoothing), _forward=lambda b: logits)
+        return float(Trainer._loss(stub, {"targets": targets}))
+
+    logp = torch.log_softmax(logits, -1)
+    soft = torch.full((2, 3), 0.1 / 3) + 0.9 * torch.nn.functional.one_hot(targets, 3)
+    assert loss(0.1) == pytest.approx(float(-(soft * logp).sum(-1).mean()), rel=1e-5)
+    assert loss(0.0) == pytest.approx(float(-logp[[0, 1], [0, 2]].mean()), rel=1e-5)
+    assert loss(0.1) > loss(0.0)  # the confident row pays for its certainty
 
 
 def test_augmentation_deletes_or_swaps_words_but_keeps_special_tokens():

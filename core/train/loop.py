@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import math
 import random
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,7 @@ from ..metrics import compute_metrics, headline
 from ..modeling import TaskModel
 from ..storage import atomic_output
 from .features import Features, augment_ids, collate, length_grouped_batches, pad
-from .modes import can_cache_prefix, forward_from_prefix, frozen_prefix
+from .modes import can_cache_prefix, encoder_layers, forward_from_prefix, frozen_prefix
 from .progress import TrainProgress
 
 HIGHER_IS_BETTER = {"loss": False}
@@ -97,17 +98,34 @@ def adamw(params, **kwargs) -> torch.optim.AdamW:
         return torch.optim.AdamW(params, **kwargs)
 
 
+def _layer_depth(name: str, n_layers: int) -> int:
+    """How far below the top a parameter sits: 0 = the head and the top layer, n_layers = the embeddings."""
+    m = re.search(r"\.layer\.(\d+)\.", name)
+    if m:
+        return n_layers - 1 - int(m.group(1))
+    if "embeddings" in name:
+        return n_layers
+    return 0
+
+
 def _param_groups(model: TaskModel, config: TrainConfig) -> list[dict]:
-    groups: dict[tuple[bool, bool], list] = {}
+    """AdamW groups: head vs encoder learning rate, no weight decay on biases and LayerNorm, and
+    with ``layer_lr_decay < 1`` a learning rate that shrinks by that factor per layer down the encoder
+    (layer-wise decay: the lower, more general layers move least)."""
+    layers = encoder_layers(model.encoder)
+    n_layers = len(layers) if layers is not None else 0
+    decay = config.layer_lr_decay if n_layers else 1.0
+    groups: dict[tuple[bool, bool, int], list] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
         is_head = name.startswith("head.")
         no_decay = p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name
-        groups.setdefault((is_head, no_decay), []).append(p)
-    return [{"params": ps, "lr": config.head_lr if head else config.learning_rate,
+        depth = 0 if is_head or decay == 1.0 else _layer_depth(name, n_layers)
+        groups.setdefault((is_head, no_decay, depth), []).append(p)
+    return [{"params": ps, "lr": config.head_lr if head else config.learning_rate * decay ** depth,
              "weight_decay": 0.0 if no_decay else config.weight_decay}
-            for (head, no_decay), ps in groups.items()]
+            for (head, no_decay, depth), ps in groups.items()]
 
 
 class Trainer:
@@ -176,7 +194,7 @@ class Trainer:
         t = b["targets"]
         if self.kind == "classification":
             w = self.class_weights.to(out.device) if self.class_weights is not None else None
-            loss = F.cross_entropy(out.float(), t, weight=w)
+            loss = F.cross_entropy(out.float(), t, weight=w, label_smoothing=self.config.label_smoothing)
             if self.distill is not None and "soft_targets" in b:
                 return distillation_loss(out, b["soft_targets"], loss, *self.distill)
             return loss
