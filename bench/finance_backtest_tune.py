@@ -48,9 +48,10 @@ def template_rules() -> dict[str, dict]:
     return {r["kind"]: r for r in read_toml(TEMPLATE)["rules"]}
 
 
-def config_with(rules: list[dict], dedup: str = "2h") -> MonitorConfig:
+def config_with(rules: list[dict], dedup: str = "2h", negative_at: float | None = None) -> MonitorConfig:
     data = read_toml(TEMPLATE)
-    data.update(model={"scorer": "keywords"}, sinks={"console": False}, rules=rules, alerts={"dedup": dedup})
+    model = {"scorer": "keywords"} if negative_at is None else {"scorer": "keywords", "negative_at": negative_at}
+    data.update(model=model, sinks={"console": False}, rules=rules, alerts={"dedup": dedup})
     data.pop("watchlist", None)
     return MonitorConfig.from_dict(data)
 
@@ -60,8 +61,8 @@ def key(score) -> tuple:
     return (o.recall, -(o.median_delay_s or 1e9), -o.alerts)
 
 
-def run(rules, stream, events, scorer, tolerance):
-    rep = replay(stream, config_with(rules), scorer)
+def run(rules, stream, events, scorer, tolerance, negative_at=None):
+    rep = replay(stream, config_with(rules, negative_at=negative_at), scorer)
     return evaluate(rep, events, tolerance, [r["name"] for r in rules])
 
 
@@ -79,6 +80,8 @@ def main() -> None:
     p.add_argument("--tolerance", type=float, default=7200.0)
     p.add_argument("--min-precision", type=float, default=0.95)
     p.add_argument("--wide", action="store_true", help="the wider grid (lower thresholds)")
+    p.add_argument("--negative-at", default="none",
+                   help="comma list of [model] negative_at values to search with every rule set (none = top label)")
     p.add_argument("--out", help="write the JSON result here")
     args = p.parse_args()
     data = Path(args.data_dir)
@@ -89,45 +92,57 @@ def main() -> None:
     t_start = time.perf_counter()
     base = template_rules()
     log = []
-    winners = {}
-    for kind, grid in (WIDE if args.wide else GRIDS).items():
-        best = None
-        for values in itertools.product(*grid.values()):
-            rule = {**base[kind], **dict(zip(grid, values))}
-            res = run([rule], tune, ev_tune, scorer, args.tolerance)
-            o = res.overall
-            log.append({"kind": kind, **dict(zip(grid, values)), "precision": o.precision, "recall": o.recall,
-                        "alerts": o.alerts})
-            if ok(res, args.min_precision) and (best is None or key(res) > key(best[1])):
-                best = (rule, res)
-        if best is not None:
-            winners[kind] = best[0]
-            print(f"{kind}: {json.dumps({k: best[0][k] for k in grid})} -> precision {best[1].overall.precision} "
-                  f"recall {best[1].overall.recall}", file=sys.stderr)
     best = None
-    combos = [list(c) for n in range(1, len(winners) + 1) for c in itertools.combinations(winners.values(), n)]
-    combos.append([base[k] for k in GRIDS if k in base])        # keeping the template's set is a candidate too
-    for combo in combos:
-        res = run(combo, tune, ev_tune, scorer, args.tolerance)
-        if ok(res, args.min_precision) and (best is None or key(res) > key(best[1])):
-            best = (combo, res)
+    for neg_at in [None if v.strip() == "none" else float(v) for v in args.negative_at.split(",")]:
+        found = search(base, tune, ev_tune, scorer, args, neg_at, log)
+        if found is not None and (best is None or key(found[1]) > key(best[1])):
+            best = found
     if best is None:
         raise SystemExit(f"no rule set reaches precision {args.min_precision} on the tune half")
-    rules, tuned = best
-    held_out = run(rules, test, ev_test, scorer, args.tolerance)
+    rules, tuned, negative_at = best[0], best[1], best[2]
+    held_out = run(rules, test, ev_test, scorer, args.tolerance, negative_at)
     defaults = [base[k] for k in GRIDS if k in base]
     before_tune = run(defaults, tune, ev_tune, scorer, args.tolerance)
     before_test = run(defaults, test, ev_test, scorer, args.tolerance)
     result = {"scorer": scorer.describe(), "min_precision": args.min_precision, "tolerance_s": args.tolerance,
+              "negative_at": negative_at,
               "rules": rules, "tune": tuned.to_dict(), "test": held_out.to_dict(),
               "template_defaults": {"tune": before_tune.overall.__dict__, "test": before_test.overall.__dict__},
               "grid": log, "seconds": round(time.perf_counter() - t_start, 1), "command": " ".join(sys.argv)}
-    print("chosen rules:", json.dumps(rules, indent=1))
+    print("chosen rules:", json.dumps(rules, indent=1), f"\nnegative_at: {negative_at}")
     print("\n## tune half (chosen)\n" + format_table(tuned))
     print("\n## test half (held out)\n" + format_table(held_out))
     print("\n## template defaults before tuning: test half\n" + format_table(before_test))
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2, default=str) + "\n")
+
+
+def search(base, tune, ev_tune, scorer, args, negative_at, log):
+    """Each rule over its grid, then every combination of the winners (and the template's set),
+    all with one ``negative_at``: the best (rules, result, negative_at) on ``tune`` or None."""
+    winners = {}
+    for kind, grid in (WIDE if args.wide else GRIDS).items():
+        best = None
+        for values in itertools.product(*grid.values()):
+            rule = {**base[kind], **dict(zip(grid, values))}
+            res = run([rule], tune, ev_tune, scorer, args.tolerance, negative_at)
+            o = res.overall
+            log.append({"kind": kind, "negative_at": negative_at, **dict(zip(grid, values)),
+                        "precision": o.precision, "recall": o.recall, "alerts": o.alerts})
+            if ok(res, args.min_precision) and (best is None or key(res) > key(best[1])):
+                best = (rule, res)
+        if best is not None:
+            winners[kind] = best[0]
+            print(f"negative_at {negative_at} {kind}: {json.dumps({k: best[0][k] for k in grid})} -> precision "
+                  f"{best[1].overall.precision} recall {best[1].overall.recall}", file=sys.stderr)
+    best = None
+    combos = [list(c) for n in range(1, len(winners) + 1) for c in itertools.combinations(winners.values(), n)]
+    combos.append([base[k] for k in GRIDS if k in base])        # keeping the template's set is a candidate too
+    for combo in combos:
+        res = run(combo, tune, ev_tune, scorer, args.tolerance, negative_at)
+        if ok(res, args.min_precision) and (best is None or key(res) > key(best[1])):
+            best = (combo, res, negative_at)
+    return best
 
 
 if __name__ == "__main__":

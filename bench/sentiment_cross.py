@@ -20,7 +20,7 @@ Every run: ``tuneforge train --task finance-sentiment --data <src>-train.csv --v
 <src>-valid.csv --test <src>-test.csv`` (the CLI, niced), then its model (PyTorch, in process)
 scores every test set: accuracy, macro-F1, and the probabilities behind the continuous score
 p(pos) - p(neg): NLL and expected calibration error (ECE, 10 bins, of the top label) before and after
-a temperature fitted on the run's own validation split (``tuneforge.plugins.finance.calibration``,
+a temperature fitted on the run's own validation split (``tuneforge.temperature``,
 the same fit as ``tuneforge finance calibrate``).  Written to ``--out`` (JSON) with a
 Markdown table on stdout.
 """
@@ -152,7 +152,7 @@ def macro_f1(y, pred) -> float:
 
 
 def score_run(run_dir: Path, sources, valid_of: str | None) -> dict:
-    from tuneforge.plugins.finance.calibration import apply_temperature, ece, fit_temperature, nll
+    from tuneforge.temperature import apply_temperature, ece, fit_temperature, nll
 
     model = TorchModel(run_dir)
     out = {"run": str(run_dir)}

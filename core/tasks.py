@@ -26,6 +26,9 @@ class TaskSpec:
     that ship with the plugin; ``columns`` maps the file's columns (see
     :class:`tuneforge.data.ColumnMap`); ``train_defaults`` are training settings
     (``TrainConfig`` fields) that the user's config and flags override.
+    ``calibrate_scores`` (classification): the exporter fits a softmax temperature on the run's
+    validation split and the bundle's probabilities carry it, for tasks whose scores are used
+    as numbers (a sentiment score, a risk level), not only as a ranking.
     """
 
     name: str
@@ -37,8 +40,11 @@ class TaskSpec:
     data_files: dict[str, str] = field(default_factory=dict)
     columns: dict[str, str | None] = field(default_factory=dict)
     plugin: str = ""
+    calibrate_scores: bool = False
 
     def __post_init__(self):
+        if self.calibrate_scores and self.kind != "classification":
+            raise ConfigError(f"task {self.name!r}: calibrate_scores is for classification tasks, not {self.kind}")
         if not self.name or not self.name.replace("-", "").replace("_", "").isalnum():
             raise ConfigError(f"task name {self.name!r} must be letters, digits, '-' or '_'")
         if self.kind not in TASK_KINDS:

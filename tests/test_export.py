@@ -214,6 +214,43 @@ def test_plugins_hear_about_the_finished_bundle(cls_run, tmp_path, monkeypatch):
     assert set(kwargs["manifest"]["files"]) >= {"model.onnx", "tokenizer.json"}
 
 
+def test_calibrated_export_ships_the_temperature_the_runtime_applies(tiny_encoder_dir, tmp_path):
+    """``calibrate=True``: a temperature fitted on the validation split's PyTorch logits goes into
+    postprocess.json and the manifest; Predictor's probabilities and predictions use it; an
+    export that does not ask ships none.  (An untrained head on random labels is far from
+    calibrated, so the fit must move the NLL down.)"""
+    from tuneforge.runtime import Predictor
+    from tuneforge.runtime.postprocess import softmax
+
+    import torch
+
+    run = make_run(tmp_path / "runs", tiny_encoder_dir, "classification", n_rows=120)
+    from tuneforge.modeling import TaskModel
+
+    model = TaskModel.load(run / "model")
+    with torch.no_grad():
+        for p in model.head.parameters():
+            p.mul_(40.0)   # an over-confident head: the fitted temperature must be > 1
+    model.save(run / "model", __import__("transformers").AutoTokenizer.from_pretrained(tiny_encoder_dir))
+    bundle = export_run(run, out_dir=tmp_path / "ex", variants=["fp32"], measure=False, calibrate=True,
+                        max_metric_drop=100.0)
+    post = json.loads((bundle / "postprocess.json").read_text())
+    cal = manifest_of(bundle)["parity"]["calibration"]
+    assert post["temperature"] == cal["temperature"] > 1.0
+    assert cal["rows"] == 120 and cal["nll"][1] < cal["nll"][0]
+    assert "softmax(logits / " in (bundle / "README.md").read_text()
+    predictor = Predictor.load(bundle)
+    texts = ["good service today", "awful order", "plain normal day", "x"]
+    logits = np.asarray(predictor.predict_raw(texts), dtype=np.float64)
+    expected = softmax(logits / cal["temperature"])
+    assert np.allclose(predictor.probabilities(texts), expected, atol=1e-6)
+    assert [p.score for p in predictor.predict(texts)] == pytest.approx(expected.max(axis=1).tolist(), abs=1e-6)
+    assert [p.label for p in predictor.predict(texts)] == [predictor.manifest.labels[i] for i in logits.argmax(1)]
+    plain = export_run(run, out_dir=tmp_path / "ex", variants=["fp32"], measure=False, max_metric_drop=100.0)
+    assert "temperature" not in json.loads((plain / "postprocess.json").read_text())  # tiny task: not asked
+    assert "calibration" not in manifest_of(plain)["parity"]
+
+
 @pytest.mark.slow
 def test_real_minilm_classification_export(minilm_dir, tmp_path):
     """End to end on the real all-MiniLM-L6-v2 (random 5-way head): fusions, INT8, timings."""

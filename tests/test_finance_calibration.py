@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from test_finance_monitor import tiny_sentiment_bundle  # noqa: F401  (module-scoped fixture)
 
 from tuneforge.errors import ConfigError
-from tuneforge.plugins.finance.calibration import apply_temperature, ece, fit_temperature, nll
+from tuneforge.temperature import apply_temperature, ece, fit_temperature, nll
 from tuneforge.plugins.finance.config import ModelConfig
 from tuneforge.plugins.finance.scoring import BundleScorer
 

@@ -321,6 +321,33 @@ def test_bundle_scorer_through_the_monitor_config(tmp_path, tiny_sentiment_bundl
     assert abs(probs[0][["negative", "neutral", "positive"].index(raw.label)] - raw.score) < 0.01
 
 
+def test_negative_at_counts_an_item_negative_from_that_probability(tmp_path):
+    """``[model] negative_at``: p(negative) at or above it makes the item negative (for windows, rules
+    and the stored label); without it the most likely label wins."""
+    from tuneforge.plugins.finance.scoring import decide_labels
+
+    probs = np.array([[0.30, 0.60, 0.10], [0.20, 0.30, 0.50], [0.70, 0.20, 0.10], [0.05, 0.15, 0.80]])
+    assert decide_labels(probs).tolist() == [NEU, POS, NEG, POS]
+    assert decide_labels(probs, 0.25).tolist() == [NEG, POS, NEG, POS]
+    assert decide_labels(np.zeros((0, 3)), 0.3).tolist() == []
+    items = make_stream(40)
+    write_jsonl(items, tmp_path / "news.jsonl")
+    path = write_config(tmp_path, files=["news.jsonl"])
+    labels = {}
+    for negative_at in (None, 0.04):   # the keyword scorer gives every text p(negative) >= 0.05
+        text = path.read_text().replace('scorer = "keywords"', 'scorer = "keywords"' + (
+            f"\nnegative_at = {negative_at}" if negative_at else ""))
+        cfg_path = tmp_path / f"monitor-{negative_at}.toml"
+        cfg_path.write_text(text.replace('db = "', f'db = "{negative_at}-'))
+        with Monitor(MonitorConfig.load(cfg_path)) as mon:
+            mon.run()
+            labels[negative_at] = [r[0] for r in mon.store.db.execute("SELECT label FROM items").fetchall()]
+    assert len(labels[None]) == 40 and set(labels[None]) != {"negative"}
+    assert labels[0.04] == ["negative"] * 40
+    with pytest.raises(ConfigError, match="negative_at must be a probability"):
+        MonitorConfig.from_dict({"model": {"scorer": "keywords", "negative_at": 1.5}})
+
+
 @pytest.fixture(scope="module")
 def tiny_topic_bundle(tiny_encoder_dir, tmp_path_factory):
     from tuneforge.export import export_run

@@ -35,16 +35,20 @@ def register(cli: click.Group) -> None:
     @click.option("--triton", is_flag=True, help="Also write a Triton Inference Server model repository.")
     @click.option("--sign", "sign", type=click.Path(dir_okay=False),
                   help="Sign the manifest with this Ed25519 private key (PEM; see `tuneforge keygen`).")
+    @click.option("--calibrate/--no-calibrate", default=None,
+                  help="Fit a softmax temperature on the validation split and ship it, so class probabilities "
+                       "are calibrated (default: what the task asks for, e.g. finance-sentiment).")
     @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
     def export(run, name, version, out_dir, variants, max_metric_drop, parity_rows, no_measure, triton, sign,
-               as_json, int8_methods):
+               as_json, int8_methods, calibrate):
         """Export a training run to an ONNX bundle (optimised, INT8, FP16) behind a parity gate."""
         from ..export import export_run
 
         bundle = export_run(run, out_dir=out_dir, name=name, version=version,
                             variants=variants.split(",") if variants else None,
                             max_metric_drop=max_metric_drop, parity_rows=parity_rows,
-                            measure=not no_measure, triton=triton, sign=sign, int8_methods=int8_methods)
+                            measure=not no_measure, triton=triton, sign=sign, int8_methods=int8_methods,
+                            calibrate=calibrate)
         if as_json:
             import json
 

@@ -21,7 +21,7 @@ def export_run(run_dir, out_dir="exports", name: str | None = None, version: str
                variants=None, max_metric_drop: float = 1.0, parity_rows: int = 2000,
                measure: bool = True, triton: bool | str = False,
                progress: Callable[[str], None] | None = None, sign=None,
-               int8_methods: str | list[str] | None = None) -> Path:
+               int8_methods: str | list[str] | None = None, calibrate: bool | None = None) -> Path:
     """Export ``runs/<id>/`` to ``<out_dir>/<name>/<version>/`` and return that folder.
 
     ``variants``: subset of ``fp32, fp32_opt, int8, fp16`` (default all; fp32 is
@@ -34,6 +34,9 @@ def export_run(run_dir, out_dir="exports", name: str | None = None, version: str
     file path or bytes) to sign the manifest with (``manifest.sig``; docs/export.md).
     ``int8_methods``: which INT8 candidates to build - ``"auto"``/None (dynamic, and static
     QDQ when the run's training texts are readable here), ``"dynamic"`` or ``"static"``.
+    ``calibrate``: fit a softmax temperature on the parity rows (the run's validation split)
+    and ship it in ``postprocess.json`` (classification only); None = the task's
+    ``calibrate_scores``.
 
     Raises ParityError when an FP32 graph does not reproduce PyTorch within 1e-4;
     on any error no folder is left behind.
@@ -42,4 +45,5 @@ def export_run(run_dir, out_dir="exports", name: str | None = None, version: str
 
     return run_export(run_dir, out_dir=out_dir, name=name, version=version, variants=variants,
                       max_metric_drop=max_metric_drop, parity_rows=parity_rows, measure=measure,
-                      triton=triton, progress=progress, sign=sign, int8_methods=int8_methods)
+                      triton=triton, progress=progress, sign=sign, int8_methods=int8_methods,
+                      calibrate=calibrate)

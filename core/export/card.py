@@ -56,6 +56,12 @@ def model_card(m: dict) -> str:
         lines += ["Triton: `tritonserver --model-repository <bundle>/triton` "
                   f"(model `{m['triton']['model']}`, variant `{m['triton']['variant']}`); clients "
                   "send token ids made with `tokenizer.json`.", ""]
+    cal = (m.get("parity") or {}).get("calibration") or {}
+    if cal.get("temperature"):
+        lines += ["## Calibrated probabilities", "",
+                  f"Class probabilities are softmax(logits / {cal['temperature']:g}): the temperature was fitted on "
+                  f"{cal['rows']} validation rows (NLL {cal['nll'][0]} -> {cal['nll'][1]}, ECE {cal['ece'][0]} -> "
+                  f"{cal['ece'][1]}); it is in `postprocess.json`.", ""]
     tok = m.get("tokenizer") or {}
     lines += ["## Limits", "",
               f"- Inputs are truncated to {tok.get('max_length')} tokens.",

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 def run_export(run_dir, *, out_dir="exports", name=None, version=None, variants=None,
                max_metric_drop=1.0, parity_rows=2000, measure=True, triton=False,
-               progress=None, sign=None, int8_methods=None) -> Path:
+               progress=None, sign=None, int8_methods=None, calibrate=None) -> Path:
     """See :func:`tuneforge.export.export_run`.  ``sign``: an Ed25519 private key (PEM file path,
     PEM bytes or key object); the bundle then carries ``manifest.sig`` (see :mod:`.signing`)."""
     if isinstance(max_metric_drop, bool) or not isinstance(max_metric_drop, (int, float)) \
@@ -46,7 +46,8 @@ def run_export(run_dir, *, out_dir="exports", name=None, version=None, variants=
 
     with bundle.AtomicBundle(out_dir, name, version) as target:
         say(f"exporting {run.path} -> {target.final} ({', '.join(plan)})")
-        _build(run, target, plan, float(max_metric_drop), measure, triton, say, methods)
+        _build(run, target, plan, float(max_metric_drop), measure, triton, say, methods,
+               _wants_calibration(run.task, calibrate))
         if key is not None:
             signing.sign_bundle(target.tmp, key)
             say("signed manifest.json (manifest.sig)")
@@ -67,7 +68,38 @@ def _announce(final: Path) -> None:
               lambda _plugin: {"bundle_dir": str(final), "manifest": manifest}, isolate=True)
 
 
-def _build(run, target, plan, max_drop, do_measure, want_triton, say, methods=quantize.METHODS) -> None:
+def _wants_calibration(task: str, asked: bool | None) -> bool:
+    if asked is not None:
+        return bool(asked)
+    try:
+        from ..tasks import all_tasks
+
+        spec = all_tasks().get(task)
+    except Exception:  # noqa: BLE001 - no plugins here: an uncalibrated bundle, as before
+        return False
+    return bool(spec is not None and spec.calibrate_scores)
+
+
+def fit_bundle_temperature(data) -> dict:
+    """Temperature of a classification bundle, fitted on the parity rows' PyTorch logits and gold
+    labels (the run's validation split): the report that goes into the manifest."""
+    import numpy as np
+
+    from ..runtime.postprocess import softmax
+    from ..temperature import calibration_report
+
+    labels = list(data.post.get("labels") or [])
+    gold = np.array([labels.index(str(r.get("label"))) if str(r.get("label")) in labels else -1
+                     for r in data.rows])
+    keep = gold >= 0
+    if keep.sum() < 50:
+        return {"skipped": f"only {int(keep.sum())} labelled validation rows (50 needed)"}
+    probs = softmax(np.asarray(data.ordered(data.reference), dtype=np.float64)[keep])
+    return {**calibration_report(probs, gold[keep]), "fitted_on": "validation split, PyTorch logits"}
+
+
+def _build(run, target, plan, max_drop, do_measure, want_triton, say, methods=quantize.METHODS,
+           calibrate=False) -> None:
     from ..modeling import TaskModel
     from ..runtime.session import CPU, available_cpus
     from ..runtime.tokenization import BundleTokenizer
@@ -92,11 +124,20 @@ def _build(run, target, plan, max_drop, do_measure, want_triton, say, methods=qu
                                                              run.uses_pairs))
     say(f"PyTorch reference outputs on {len(run.rows)} {run.split} rows")
     parity.torch_reference(model, data)
+    calibration_result = None
+    if calibrate and model.spec.kind == "classification":
+        calibration_result = fit_bundle_temperature(data)
+        if "temperature" in calibration_result:
+            post["temperature"] = calibration_result["temperature"]
+            say(f"score calibration: temperature {post['temperature']:g} on {calibration_result['rows']} "
+                f"validation rows (NLL {calibration_result['nll'][0]} -> {calibration_result['nll'][1]})")
 
     def outputs(path):
         return parity.ort_outputs(path, data, threads)
 
     results, rejected = {"fp32": parity.check_fp32("fp32", data, outputs(paths["fp32"]))}, {}
+    if calibration_result is not None:
+        results["calibration"] = calibration_result
     params = optimize.fusion_params(model.encoder.config)
     if "fp32_opt" in plan:
         say("optimising (transformer fusions)")

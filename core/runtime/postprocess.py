@@ -86,6 +86,13 @@ class Postprocessor:
         self.labels = list(config.get("labels") or [])
         self.threshold = float(config.get("threshold", 0.5))
         self.activation = config.get("activation", "none")
+        # classification: logits / temperature before the softmax (fitted at export, 1 = none)
+        self.temperature = float(config.get("temperature", 1.0))
+
+    def class_probabilities(self, raw) -> np.ndarray:
+        """Softmax of ``raw`` logits (divided by the bundle's temperature, when it has one)."""
+        logits = np.asarray(raw, dtype=np.float64)
+        return softmax(logits / self.temperature if self.temperature != 1.0 else logits)
 
     def pair_scores(self, raw: np.ndarray) -> np.ndarray:
         return sigmoid(raw) if self.activation == "sigmoid" else raw
@@ -93,7 +100,7 @@ class Postprocessor:
     def __call__(self, raw, texts: list[str], encodings: list) -> list[Prediction]:
         kind = self.kind
         if kind == "classification":
-            probs = softmax(np.asarray(raw, dtype=np.float64))
+            probs = self.class_probabilities(raw)
             return [self._scored(p) for p in probs]
         if kind == "multilabel":
             probs = sigmoid(np.asarray(raw, dtype=np.float64))

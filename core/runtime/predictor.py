@@ -12,7 +12,7 @@ import numpy as np
 from ..errors import BundleError, UsageError
 from ..export.bundle import BundleManifest, load_manifest, resolve_bundle_dir, verify_bundle
 from ..export.planner import GPU_PROVIDERS, NOT_RECOMMENDED, OK, check_combo, check_variant_name, support
-from .postprocess import Postprocessor, Prediction, l2_normalize, sigmoid, softmax
+from .postprocess import Postprocessor, Prediction, l2_normalize, sigmoid
 from .session import Runner, available_cpus, choose_providers, create_session
 from .tokenization import BundleTokenizer, check_texts
 
@@ -128,12 +128,15 @@ class Predictor:
     def probabilities(self, texts: list[str], text_pairs: list[str] | None = None,
                       batch_size: int = 32) -> np.ndarray:
         """``[N, C]`` class probabilities in ``manifest.labels`` order: softmax for
-        classification, per-label sigmoid for multilabel."""
+        classification (with the bundle's fitted temperature, if any), per-label sigmoid for
+        multilabel."""
         if self.manifest.kind not in ("classification", "multilabel"):
             raise UsageError(f"{self.manifest.model_id} is a {self.manifest.kind} model: it has no class "
                              "probabilities", hint="use predict() or embed()")
         logits = np.asarray(self.predict_raw(texts, text_pairs, batch_size), dtype=np.float32)
-        return sigmoid(logits) if self.manifest.kind == "multilabel" else softmax(logits)
+        if self.manifest.kind == "multilabel":
+            return sigmoid(logits)
+        return self.postprocessor.class_probabilities(logits).astype(np.float32)
 
     def embed(self, texts: list[str], batch_size: int = 32, normalize: bool = True) -> np.ndarray:
         """``[N, H]`` text embeddings of an embedding bundle, unit length unless ``normalize=False``."""

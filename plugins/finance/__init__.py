@@ -45,6 +45,7 @@ def tuneforge_register_tasks(register):
         data_files={"train": str(DATA / "train.csv"), "validation": str(DATA / "valid.csv")},
         columns={"text": "text", "label": "label"},
         train_defaults={"mode": "full", "epochs": 3, "max_length": 64, "learning_rate": 5e-5},
+        calibrate_scores=True,   # sentiment_score is used as a number: export fits a temperature
     ))
 
 

@@ -133,7 +133,7 @@ def calibrate(bundle, data_path, variant, as_json):
     from tuneforge.data import ColumnMap, load_dataset
 
     from . import DATA, LABELS
-    from .calibration import apply_temperature, ece, fit_temperature, nll
+    from tuneforge.temperature import apply_temperature, ece, fit_temperature, nll
     from .scoring import ORDER, BundleScorer
 
     path = data_path or str(DATA / "valid.csv")

@@ -47,7 +47,8 @@ class ModelConfig:
     threads: int | None = None
     topic_bundle: str | None = None
     topic_min_score: float = 0.0
-    temperature: float = 1.0     # softmax temperature for the bundle's probabilities (tuneforge finance calibrate)
+    temperature: float = 1.0     # a further softmax temperature (the bundle's own fitted one is already applied)
+    negative_at: float | None = None   # an item counts as negative when p(negative) >= this (None: top label)
 
     def __post_init__(self):
         if self.scorer not in ("bundle", "keywords"):
@@ -61,6 +62,11 @@ class ModelConfig:
                 not 0.05 <= self.temperature <= 20:
             raise ConfigError(f"[model] temperature must be a number in [0.05, 20], got {self.temperature!r}",
                               hint="tuneforge finance calibrate --bundle DIR prints the fitted value")
+        if self.negative_at is not None and (isinstance(self.negative_at, bool)
+                                             or not isinstance(self.negative_at, (int, float))
+                                             or not 0.0 < self.negative_at < 1.0):
+            raise ConfigError(f"[model] negative_at must be a probability in (0, 1), got {self.negative_at!r}",
+                              hint="leave it out to label each item with its most likely sentiment")
 
 
 @dataclass

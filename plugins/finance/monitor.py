@@ -21,7 +21,7 @@ from .alerts import Alert, AlertEngine
 from .config import MonitorConfig
 from .ingest import DeadLetter, DirectorySource, Record, StdinSource, file_sources
 from .items import Item, Malformed
-from .scoring import scorer_from_config, topic_scorer_from_config
+from .scoring import decide_labels, scorer_from_config, topic_scorer_from_config
 from .sinks import ConsoleSink, JsonlSink, SqliteSink, WebhookSink
 from .store import Store
 from .windows import Entry, WindowSet
@@ -158,7 +158,7 @@ class Monitor:
         late = 0
         find = self.watchlist.find
         windows = self.windows
-        labels = probs.argmax(axis=1) if len(new_records) else []
+        labels = decide_labels(probs, self.config.model.negative_at) if len(new_records) else []
         with self.store.transaction() as st:
             for rec, p, label, topic in zip(new_records, probs, labels, topics):
                 item = rec.item

@@ -19,6 +19,17 @@ from tuneforge.errors import ConfigError
 ORDER = ("negative", "neutral", "positive")
 
 
+def decide_labels(probs: np.ndarray, negative_at: float | None = None) -> np.ndarray:
+    """Label index per row (``ORDER``): the most likely sentiment, or negative as soon as p(negative)
+    reaches ``negative_at`` -- a monitor that exists to catch bad news may trade some negative
+    precision for recall (``[model] negative_at``, tuned on the backtest's tune half)."""
+    probs = np.asarray(probs)
+    labels = probs.argmax(axis=1) if len(probs) else np.zeros(0, dtype=np.int64)
+    if negative_at is not None and len(probs):
+        labels = np.where(probs[:, 0] >= negative_at, 0, labels)
+    return labels
+
+
 class Scorer(Protocol):
     def score(self, texts: list[str]) -> np.ndarray: ...
 
@@ -50,7 +61,7 @@ class BundleScorer:
             return np.zeros((0, 3), dtype=np.float32)
         probs = self.predictor.probabilities(texts, batch_size=self.batch_size)[:, self.columns]
         if self.temperature != 1.0:
-            from .calibration import apply_temperature
+            from tuneforge.temperature import apply_temperature
 
             probs = apply_temperature(probs, self.temperature)
         return probs

@@ -1,10 +1,11 @@
-"""Temperature scaling of the sentiment probabilities, so that the continuous score
-p(positive) - p(negative) means what it says.
+"""Temperature scaling: class probabilities that mean what they say.
 
-``softmax(log p / T)`` equals ``softmax(logits / T)``: a temperature is applied to a bundle's
-probabilities without its logits.  :func:`fit_temperature` picks T on a labelled validation set
-by negative log-likelihood (grid search, 0.25 - 8); ``tuneforge finance calibrate`` prints it for
-``[model] temperature``.  numpy only (imported on the monitor's path).
+``softmax(log p / T)`` equals ``softmax(logits / T)``: a temperature can be applied to logits or
+to probabilities.  :func:`fit_temperature` picks T on a labelled validation set by negative
+log-likelihood (grid search, 0.25 - 8).  The exporter fits it on the run's validation split for
+tasks that ask for calibrated scores (``TaskSpec.calibrate_scores``, ``tuneforge export
+--calibrate``) and writes it into the bundle's ``postprocess.json``, which the runtime applies;
+``tuneforge finance calibrate`` fits it on another labelled file.  numpy only (runtime-safe).
 """
 
 from __future__ import annotations
@@ -38,6 +39,15 @@ def ece(probs: np.ndarray, y: np.ndarray, bins: int = 10) -> float:
         if m.any():
             total += m.mean() * abs((pred[m] == y[m]).mean() - conf[m].mean())
     return float(total)
+
+
+def calibration_report(probs: np.ndarray, y: np.ndarray) -> dict:
+    """The fitted temperature and what it does on ``(probs, y)``: NLL and ECE before -> after."""
+    t = fit_temperature(probs, y)
+    cal = apply_temperature(probs, t)
+    return {"temperature": t, "rows": int(len(y)),
+            "nll": [round(nll(probs, y), 4), round(nll(cal, y), 4)],
+            "ece": [round(ece(probs, y), 4), round(ece(cal, y), 4)]}
 
 
 def fit_temperature(probs: np.ndarray, y: np.ndarray) -> float:
