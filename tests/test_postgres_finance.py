@@ -154,3 +154,17 @@ def test_a_failed_batch_rolls_back_on_postgres(pg_schema):
         assert st.count_items() == 0 and st.known_ids(["x1"]) == set()
         with st.transaction():
             assert st.next_seq() == 1                                 # the rolled-back seq is reused
+
+
+def test_live_page_reads_alert_items_through_the_postgres_store(pg_schema, tmp_path):
+    from tuneforge.plugins.finance.live import LiveView
+
+    url, schema = pg_schema
+    write_jsonl(make_stream(600, burst_ticker="ACME", burst_n=12), tmp_path / "news.jsonl")
+    cfg = MonitorConfig.load(write_config(tmp_path, files=["news.jsonl"]))
+    cfg.state_db = with_schema(url, schema)
+    with Monitor(cfg, scorer=KeywordScorer()) as mon:
+        mon.run()
+        body = LiveView(mon).snapshot(None)
+    assert [a["key"] for a in body["alerts"]] == ["ACME"]
+    assert body["alerts"][0]["items"] and all(i["text"] for i in body["alerts"][0]["items"])
