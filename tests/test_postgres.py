@@ -61,6 +61,32 @@ def test_unreachable_server_is_one_line_without_the_password_and_no_traceback(tm
     assert "s3cret" not in out.stderr + out.stdout and "Traceback" not in out.stderr
 
 
+def test_load_test_hands_the_store_to_its_server_in_the_environment(monkeypatch, tmp_path):
+    """The URL (and its password) is never on the server's command line; --serve-args are."""
+    import io
+
+    from tuneforge.errors import TuneforgeError
+    from tuneforge.plugins.support_bot import loadtest
+
+    seen = {}
+
+    class Exited:
+        returncode, stderr = 3, io.StringIO("boom")
+
+        def __init__(self, cmd, **kw):
+            seen["cmd"], seen["env"] = cmd, kw["env"]
+
+        def poll(self):
+            return 3
+
+    monkeypatch.setattr(loadtest.subprocess, "Popen", Exited)
+    url = "postgresql://bot:s3cret@db/tf?schema=x"
+    with pytest.raises(TuneforgeError, match="exited with code 3: boom"):
+        loadtest.start_server(tmp_path, 1234, store=url, serve_args=["--engine", "ray", "--replicas", "2"])
+    assert seen["cmd"][-4:] == ["--engine", "ray", "--replicas", "2"] and not any("s3cret" in a for a in seen["cmd"])
+    assert seen["env"]["TUNEFORGE_STORE"] == url
+
+
 # -- against the server ---------------------------------------------------------------------------
 def test_bot_store_round_trip(pg_schema):
     url, schema = pg_schema
@@ -223,7 +249,7 @@ def pg_bot(tiny_bot, tmp_path):
     return project / "bot"
 
 
-def test_load_test_against_a_server_on_postgres_finds_every_turn_there(pg_bot, pg_schema):
+def test_load_test_against_a_running_server_on_postgres_finds_every_turn_there(pg_bot, pg_schema):
     from _support_bot_tiny import INTENTS, KB_QUESTIONS, NONSENSE
 
     from tuneforge.cli import cli
@@ -233,7 +259,14 @@ def test_load_test_against_a_server_on_postgres_finds_every_turn_there(pg_bot, p
     store = with_schema(url, schema)
     messages = [q for qs in INTENTS.values() for q in qs] + [q for q, _ in KB_QUESTIONS] + NONSENSE
     messages.append(f"my card {CARD} was stolen, call {PHONE}")
-    report = run_load(pg_bot, messages, clients=20, seconds=3, store=store)
+    from tuneforge.plugins.support_bot.loadtest import free_port, start_server, stop_server
+
+    port = free_port()       # a server started on its own (as a Ray one would be), the load test pointed at it
+    server = start_server(pg_bot, port, store=store)
+    try:
+        report = run_load(pg_bot, messages, clients=20, seconds=3, store=store, server_port=port)
+    finally:
+        stop_server(server)
     assert report.passed and report.errors == {} and report.ok == report.requests > 20
     assert report.missing_rows == 0 and report.mismatched_rows == 0 and report.transcript_rows == report.ok
     assert not (pg_bot / "bot.sqlite").exists()               # nothing went to the SQLite default

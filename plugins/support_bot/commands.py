@@ -135,9 +135,11 @@ Example:
 @click.option("--port", "server_port", type=click.IntRange(1, 65535),
               help="Load the server already running on 127.0.0.1:PORT (started with the same --store) "
                    "instead of starting one.")
+@click.option("--serve-args", default="", metavar="'OPTIONS'",
+              help="More options for the server it starts, e.g. --serve-args '--engine ray --replicas 2'.")
 @store_option
 @click.option("--json", "as_json", is_flag=True)
-def loadtest(bot_dir, clients, seconds, server_port, store_url, as_json):
+def loadtest(bot_dir, clients, seconds, server_port, serve_args, store_url, as_json):
     """Serve the bot in a child process, load /v1/chat from many clients, check no transcript row is lost.
 
     Messages are the bundled test questions, knowledge-base questions and out-of-scope
@@ -148,8 +150,10 @@ def loadtest(bot_dir, clients, seconds, server_port, store_url, as_json):
     from .loadtest import run_load
 
     messages = [q for q, _ in labelled_questions()[:500]] + [q for q, _ in kb_questions()] + out_of_scope()
+    import shlex
+
     report = run_load(bot_dir, messages, clients=clients, seconds=seconds, store=store_url,
-                      server_port=server_port)
+                      server_port=server_port, serve_args=shlex.split(serve_args))
     _echo(report.to_dict(), as_json)
     if not report.passed:
         raise SystemExit(1)

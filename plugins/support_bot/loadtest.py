@@ -54,11 +54,12 @@ def free_port() -> int:
 
 
 def start_server(bot_dir: str | Path, port: int, *, timeout: float = 120.0,
-                 store: str | None = None) -> subprocess.Popen:
+                 store: str | None = None, serve_args: list[str] | None = None) -> subprocess.Popen:
     """``tuneforge serve support-bot`` in a child process; returns once /healthz answers.  A
-    ``store`` URL reaches it in the environment (TUNEFORGE_STORE), not on its command line."""
+    ``store`` URL reaches it in the environment (TUNEFORGE_STORE), not on its command line;
+    ``serve_args`` are more options of ``tuneforge serve`` (``--engine ray --replicas 2``)."""
     cmd = [sys.executable, "-m", "tuneforge", "serve", "support-bot", "--app-path", str(bot_dir),
-           "--port", str(port)]
+           "--port", str(port), *(serve_args or [])]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     env.pop("TUNEFORGE_STORE", None)
     if store:
@@ -138,7 +139,8 @@ def check_transcripts(bot_dir: str | Path, answered: list[dict], store: str | No
 
 
 def run_load(bot_dir: str | Path, messages: list[str], *, clients: int = 20, seconds: float = 30.0,
-             port: int | None = None, store: str | None = None, server_port: int | None = None) -> LoadReport:
+             port: int | None = None, store: str | None = None, server_port: int | None = None,
+             serve_args: list[str] | None = None) -> LoadReport:
     """Serve ``bot_dir``, load it with ``clients`` concurrent sessions for ``seconds``, check the store.
 
     ``server_port``: load a server that is already running there (started with the same
@@ -162,7 +164,7 @@ def run_load(bot_dir: str | Path, messages: list[str], *, clients: int = 20, sec
         port, proc = server_port, None
     else:
         port = port or free_port()
-        proc = start_server(bot_dir, port, store=store)
+        proc = start_server(bot_dir, port, store=store, serve_args=serve_args)
     sent: list[dict] = []
     lock = threading.Lock()
     try:
