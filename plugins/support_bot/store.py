@@ -209,7 +209,8 @@ class Store:
 
 
 class _NoLock:
-    """PostgreSQL: the pool serialises nothing it need not (each statement is atomic on its own)."""
+    """PostgreSQL needs no process lock: the pool gives each thread its own connection, and every
+    write is one statement (atomic on its own)."""
 
     def __enter__(self):
         return self
