@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test test-slow fuzz bench bench-peers clean
+.PHONY: setup demo test test-slow fuzz bench bench-peers pg clean
 
 setup: $(STAMP)
 
@@ -49,6 +49,11 @@ bench-peers: setup $(PEERS_VENV)/.installed-stamp
 		$(if $(PEERS_STUDENT),--student-bundle $(PEERS_STUDENT)) \
 		$(if $(PEERS_ENCODER),--encoder-bundle $(PEERS_ENCODER)) \
 		--peers-python $(PEERS_VENV)/bin/python $(PEERS_ARGS)
+
+# a throw-away PostgreSQL server for the PostgreSQL tests (the one .ci/run starts):
+#   eval "$$(make -s pg)"; make test; .ci/pg stop "$$TUNEFORGE_PG_DIR"
+pg:
+	@.ci/pg start
 
 test-slow: setup
 	$(BIN)/python -m pytest -q -m slow

@@ -552,8 +552,9 @@ def bundle_app(path: str | Path, registry, *, variant: str | None = None, limits
 
 def build_server(target: str, *, app_path: str | None = None, token: str | None = None,
                  limits: ServerLimits | None = None, variant: str | None = None, docs_public: bool = True,
-                 trust=None) -> FastAPI:
-    """What ``tuneforge serve TARGET`` serves: a bundle folder, or the app named ``target``.
+                 trust=None, app_options: dict | None = None) -> FastAPI:
+    """What ``tuneforge serve TARGET`` serves: a bundle folder, or the app named ``target``
+    (``app_options`` reach its ``AppContext.options``, e.g. ``{"store": URL}``).
 
     Every loaded plugin's ``tuneforge_register_routes`` hook may add routers to it.
     """
@@ -576,7 +577,7 @@ def build_server(target: str, *, app_path: str | None = None, token: str | None 
         raise UsageError(f"{target}: no such bundle folder", hint="give exports/<name>/<version> or an app name")
     is_app = is_app or not Path(target).exists()
     if is_app:
-        loaded = load_app(target, app_path, registry, limits=limits, trust=trust)
+        loaded = load_app(target, app_path, registry, limits=limits, trust=trust, **(app_options or {}))
     else:
         loaded = bundle_app(target, registry, variant=variant, limits=limits, trust=trust)
     extra: list = []

@@ -34,8 +34,12 @@ def register(cli: click.Group) -> None:
     @click.option("--private-docs", is_flag=True, help="Put /docs and /openapi.json behind the token too.")
     @click.option("--trust", type=click.Path(dir_okay=False), envvar="TUNEFORGE_TRUST",
                   help="Ed25519 public key (PEM): serve only bundles signed with it (env TUNEFORGE_TRUST).")
+    @click.option("--store", envvar="TUNEFORGE_STORE", metavar="URL",
+                  help="An app's state in PostgreSQL (postgresql://user@host/db[?schema=NAME]; env TUNEFORGE_STORE "
+                       "keeps the password off the command line): the support bot's transcripts, the finance "
+                       "monitor's state.  Default: the app's SQLite file.")
     def serve(target, app_path, host, port, token, token_file, no_token_on_network, variant, max_batch,
-              max_body_bytes, max_in_flight, body_timeout, private_docs, trust):
+              max_body_bytes, max_in_flight, body_timeout, private_docs, trust, store):
         """Serve a bundle (POST /v1/predict) or an app (its routes) over HTTP, with /healthz and /metrics.
 
         TARGET is a bundle folder (exports/NAME/VERSION, or exports/NAME for the newest) or the
@@ -48,7 +52,8 @@ def register(cli: click.Group) -> None:
         limits = ServerLimits(max_body_bytes=max_body_bytes, max_in_flight=max_in_flight, max_batch=max_batch,
                               body_timeout_s=body_timeout)
         app = build_server(target, app_path=app_path, token=token, limits=limits, variant=variant,
-                           docs_public=not private_docs, trust=trust)
+                           docs_public=not private_docs, trust=trust,
+                           app_options={"store": store} if store else None)
         loaded = app.state.loaded
         what = f"{target} ({loaded.info.get('variant', '')} on {loaded.info.get('provider', '')})" \
             if loaded.name == "bundle" else f"app {loaded.name}"

@@ -107,6 +107,8 @@ def load(context: AppContext) -> LoadedApp:
 
     config = MonitorConfig.load(context.require_path("a monitor.toml"))
     config.http.enabled = True              # served: keep following the sources
+    if context.options.get("store"):        # tuneforge serve finance-monitor --store URL
+        config.state_db = context.options["store"]
     monitor = context.options.get("monitor") or Monitor(config)
     context.metrics.register(MonitorCollector(monitor))
     worker = None if context.options.get("monitor") else MonitorWorker(monitor)

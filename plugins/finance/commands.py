@@ -41,13 +41,16 @@ def group():
 @click.option("--speed", type=float, help="Replay speed: N x real time (0: as fast as possible).")
 @click.option("--stdin", is_flag=True, help="Also read JSON lines from stdin.")
 @click.option("--http-port", type=int, help="Serve POST /v1/events on this port.")
+@click.option("--store", envvar="TUNEFORGE_STORE", metavar="URL",
+              help="Keep the state in PostgreSQL instead of [state] db (postgresql://user@host/db[?schema=NAME]; "
+                   "env TUNEFORGE_STORE; schema: ?schema=, else [state] schema, else finance_monitor).")
 @click.option("--json", "as_json", is_flag=True, help="Print the final status as JSON.")
-def monitor(config_path, once, dashboard, speed, stdin, http_port, as_json):
+def monitor(config_path, once, dashboard, speed, stdin, http_port, store, as_json):
     """Run the monitor (same as python -m tuneforge.apps.finance_monitor)."""
     from .run import run_monitor
 
     run_monitor(config_path, once=once, dashboard=dashboard, speed=speed, stdin=stdin, http_port=http_port,
-                as_json=as_json)
+                as_json=as_json, store=store)
 
 
 @group.command(epilog=EXAMPLE)
@@ -159,8 +162,9 @@ def calibrate(bundle, data_path, variant, as_json):
 
 def report_finance_command() -> click.Command:
     @click.command(name="finance", epilog=REPORT_EXAMPLE)
-    @click.option("--db", default="monitor.db", show_default=True, type=click.Path(dir_okay=False),
-                  help="The monitor's state database ([state] db).")
+    @click.option("--db", default="monitor.db", show_default=True,
+                  help="The monitor's state database ([state] db): a file, or a postgresql:// URL "
+                       "(?schema=NAME when not finance_monitor).")
     @click.option("--since", help="Start: 24h / 7d back from the newest item, or an ISO date/time.")
     @click.option("--until", help="End (default: the newest item).")
     @click.option("--entity", "entity_list", multiple=True, help="Entity to draw (repeatable; default: the busiest).")

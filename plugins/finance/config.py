@@ -153,7 +153,8 @@ class MonitorConfig:
 
     model: ModelConfig
     ingest: IngestConfig = field(default_factory=IngestConfig)
-    state_db: str = "monitor.db"
+    state_db: str = "monitor.db"     # a file (SQLite) or a postgresql:// URL
+    state_schema: str | None = None  # PostgreSQL: the store's schema (default finance_monitor)
     windows: list[float] = field(default_factory=lambda: [3600.0, 86400.0])
     grace: float = DEFAULT_GRACE_S   # [windows] grace: allowed lateness behind the stream clock
     rules: list[Rule] = field(default_factory=list)
@@ -189,6 +190,12 @@ class MonitorConfig:
                               f"({', '.join(format_duration(w) for w in self.windows)})",
                               hint="add it to [windows] sizes")
 
+    def store_target(self) -> str | Path:
+        """Where the state lives: the ``[state] db`` file beside the config, or its PostgreSQL URL."""
+        from tuneforge.database import is_url
+
+        return self.state_db if is_url(self.state_db) else self.path(self.state_db)
+
     def path(self, value: str | None) -> Path | None:
         if value is None:
             return None
@@ -222,7 +229,7 @@ class MonitorConfig:
         if "poll_s" in ingest:
             ingest["poll_s"] = _dur("ingest", "poll_s", ingest["poll_s"])
         state = data.get("state", {})
-        _check_keys("state", state, {"db"})
+        _check_keys("state", state, {"db", "schema"})
         windows = data.get("windows", {})
         _check_keys("windows", windows, {"sizes", "grace"})
         sizes = [_dur("windows", "sizes", s) for s in windows.get("sizes", ["1h", "24h"])]
@@ -255,7 +262,7 @@ class MonitorConfig:
             dash["enabled"] = "on" if dash["enabled"] else "off"
         try:
             return cls(model=ModelConfig(**model), ingest=IngestConfig(**ingest),
-                       state_db=state.get("db", "monitor.db"), windows=sizes, grace=grace, rules=rules,
+                       state_db=state.get("db", "monitor.db"), state_schema=state.get("schema"), windows=sizes, grace=grace, rules=rules,
                        sinks=SinksConfig(**sinks), http=HttpConfig(**http),
                        dashboard=DashboardConfig(**dash), metrics=MetricsConfig(**metrics),
                        watchlist=Watchlist.from_config(data.get("watchlist")),
@@ -267,4 +274,8 @@ class MonitorConfig:
         out = {k: v for k, v in asdict(self).items() if k not in ("rules", "watchlist")}
         out["rules"] = [r.to_dict() for r in self.rules]
         out["watchlist"] = self.watchlist.to_dict()
+        from tuneforge.database import is_url, redact_url
+
+        if is_url(self.state_db):
+            out["state_db"] = redact_url(self.state_db)
         return out

@@ -143,6 +143,9 @@ class LiveView:
         """Time, label and text of items by id (a read-only connection to the state database)."""
         if not ids:
             return {}
+        if self.monitor.store.db.dialect != "sqlite":    # PostgreSQL: through the store's pool
+            return {i: {"id": i, "time": _iso(ts), "label": label, "text": text}
+                    for i, ts, label, text in self.monitor.store.items_by_id(ids)}
         uri = Path(self.monitor.store.path).resolve().as_uri() + "?mode=ro"
         found: dict[str, dict] = {}
         unique = list(dict.fromkeys(ids))

@@ -56,7 +56,7 @@ class Monitor:
 
     def __init__(self, config: MonitorConfig, *, scorer=None, topic_scorer=None, sinks=None, console=None):
         self.config = config
-        self.store = Store(config.path(config.state_db))
+        self.store = Store(config.store_target(), schema=config.state_schema)
         if scorer is None:
             scorer = scorer_from_config(config.model, config.path)
         if topic_scorer is None:

@@ -196,7 +196,9 @@ def _mean(e: EntitySeries) -> float:
 def write_report(db, out_dir, *, since=None, until=None, entities=None, top: int = 6, bucket=None,
                  name: str = "finance-report") -> FinanceReport:
     """Write ``out_dir/NAME.png`` and ``out_dir/NAME.html`` (atomically) and return the report."""
-    if not Path(db).is_file():
+    from tuneforge.database import is_url
+
+    if not is_url(str(db)) and not Path(db).is_file():
         raise UsageError(f"state database {db} does not exist", hint="pass --db (the monitor's [state] db)")
     with Store(db) as store:
         report = collect(store, since, until, entities, top, bucket)

@@ -8,7 +8,8 @@ import sys
 
 
 def run_monitor(config_path, *, once: bool = False, dashboard: str | None = None, speed: float | None = None,
-                stdin: bool = False, http_port: int | None = None, as_json: bool = False) -> int:
+                stdin: bool = False, http_port: int | None = None, as_json: bool = False,
+                store: str | None = None) -> int:
     """Load the config, run the monitor (dashboard, HTTP service as configured) and close it."""
     from rich.console import Console
 
@@ -16,6 +17,8 @@ def run_monitor(config_path, *, once: bool = False, dashboard: str | None = None
     from .monitor import Monitor
 
     config = MonitorConfig.load(config_path)
+    if store:
+        config.state_db = store
     if speed is not None:
         config.ingest.speed = speed
     if http_port is not None:

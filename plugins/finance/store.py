@@ -1,10 +1,16 @@
-"""The monitor's state in one SQLite file: items, per-key entries, read positions, rule state,
-alerts and their deliveries.
+"""The monitor's state in one SQLite file (``[state] db``, the default) or one PostgreSQL schema
+(``[state] db = "postgresql://..."`` or ``--store``): items, per-key entries, read positions,
+rule state, alerts and their deliveries.
 
 Each batch is written in one transaction (items + positions + rule state + alerts), so a
 killed monitor restarts exactly where the last committed batch ended: no item lost, no
 alert raised twice.  Deliveries are an outbox: an alert reaches a sink at least once, with
 its id as the idempotency key.
+
+The queries are shared between the dialects except where the SQL differs (``INSERT OR
+IGNORE`` is PostgreSQL's ``ON CONFLICT DO NOTHING``).  A batch is SQLite's ``BEGIN IMMEDIATE``
+or, on PostgreSQL, a transaction holding the store's advisory lock: two monitors writing one
+store take turns, and ``next_seq`` continues from the committed maximum under that lock.
 """
 
 from __future__ import annotations
@@ -14,8 +20,7 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-
-from tuneforge.storage import open_sqlite
+from tuneforge.database import open_database
 
 from .windows import Entry
 
@@ -88,16 +93,88 @@ CREATE TABLE IF NOT EXISTS late_items (
     created REAL NOT NULL
 );
 """
+# PostgreSQL: SQLite's version 2 in the store's own schema; 8-byte floats and integers (REAL and
+# INTEGER are 4 bytes there), "offset" quoted (a reserved word), seq indexed (read per batch)
+PG_SCHEMA = """
+CREATE TABLE items (
+    id TEXT PRIMARY KEY,
+    seq BIGINT NOT NULL,
+    ts DOUBLE PRECISION NOT NULL,
+    source TEXT NOT NULL,
+    text TEXT NOT NULL,
+    label TEXT NOT NULL,
+    p_neg DOUBLE PRECISION NOT NULL, p_neu DOUBLE PRECISION NOT NULL, p_pos DOUBLE PRECISION NOT NULL,
+    entities TEXT NOT NULL,
+    topic TEXT
+);
+CREATE INDEX items_ts ON items(ts);
+CREATE INDEX items_seq ON items(seq);
+CREATE TABLE item_keys (
+    key TEXT NOT NULL,
+    ts DOUBLE PRECISION NOT NULL,
+    seq BIGINT NOT NULL,
+    label INTEGER NOT NULL,
+    sentiment DOUBLE PRECISION NOT NULL,
+    item_id TEXT NOT NULL
+);
+CREATE INDEX item_keys_key_ts ON item_keys(key, ts);
+CREATE INDEX item_keys_ts ON item_keys(ts);
+CREATE TABLE positions (
+    source TEXT PRIMARY KEY,
+    "offset" BIGINT NOT NULL,
+    line BIGINT NOT NULL,
+    updated DOUBLE PRECISION NOT NULL
+);
+CREATE TABLE rule_state (
+    rule TEXT NOT NULL,
+    key TEXT NOT NULL,
+    state TEXT NOT NULL,
+    PRIMARY KEY (rule, key)
+);
+CREATE TABLE alerts (
+    id TEXT PRIMARY KEY,
+    ts DOUBLE PRECISION NOT NULL,
+    rule TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    key TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    created DOUBLE PRECISION NOT NULL
+);
+CREATE INDEX alerts_ts ON alerts(ts);
+CREATE TABLE deliveries (
+    alert_id TEXT NOT NULL REFERENCES alerts(id),
+    sink TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'done', 'failed')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    updated DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (alert_id, sink)
+);
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE late_items (
+    id TEXT PRIMARY KEY,
+    ts DOUBLE PRECISION NOT NULL,
+    clock DOUBLE PRECISION NOT NULL,
+    source TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    created DOUBLE PRECISION NOT NULL
+);
+"""
+MIGRATIONS = {"sqlite": [SCHEMA, LATE_SCHEMA], "postgresql": [PG_SCHEMA]}
+DEFAULT_SCHEMA = "finance_monitor"
 LABEL_NAMES = ("negative", "neutral", "positive")
 
 
 class Store:
     """Thread-safe (one connection, one lock): the HTTP thread and the webhook worker share it."""
 
-    def __init__(self, path):
-        self.path = Path(path)
+    def __init__(self, path, *, schema: str | None = None):
         self._lock = threading.RLock()
-        self.db = open_sqlite(self.path, [SCHEMA, LATE_SCHEMA], autocommit=True)
+        self.db = open_database(path, MIGRATIONS, schema=schema or DEFAULT_SCHEMA, autocommit=True)
+        self.path = Path(self.db.path) if self.db.dialect == "sqlite" else self.db.where   # never the password
+        self.where = self.db.where
         self._seq = self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM items").fetchone()[0]
 
     def close(self) -> None:
@@ -112,14 +189,10 @@ class Store:
 
     @contextmanager
     def transaction(self):
-        with self._lock:
-            self.db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
-            self.db.execute("COMMIT")
+        with self._lock, self.db.transaction(exclusive=True):
+            if self.db.dialect != "sqlite":     # another process may have written since: continue after it
+                self._seq = self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM items").fetchone()[0]
+            yield self
 
     # -- items ------------------------------------------------------------------
     def next_seq(self) -> int:
@@ -143,7 +216,8 @@ class Store:
 
     def add_late(self, item, clock: float, reason: str) -> None:
         """An item later than the grace: kept aside with the reason, never in the windows."""
-        self.db.execute("INSERT OR IGNORE INTO late_items VALUES (?,?,?,?,?,?,?)",
+        self.db.execute(self.db.pick(sqlite="INSERT OR IGNORE INTO late_items VALUES (?,?,?,?,?,?,?)",
+                                     postgresql="INSERT INTO late_items VALUES (?,?,?,?,?,?,?) ON CONFLICT DO NOTHING"),
                         (item.id, item.ts, clock, item.source, reason, json.dumps(item.to_dict()), time.time()))
 
     def late_items(self, limit: int = 100) -> list[dict]:
@@ -184,12 +258,12 @@ class Store:
     # -- positions ---------------------------------------------------------------
     def position(self, source: str) -> tuple[int, int]:
         with self._lock:
-            row = self.db.execute("SELECT offset, line FROM positions WHERE source = ?", (source,)).fetchone()
+            row = self.db.execute('SELECT "offset", line FROM positions WHERE source = ?', (source,)).fetchone()
         return (row[0], row[1]) if row else (0, 0)
 
     def set_position(self, source: str, offset: int, line: int) -> None:
-        self.db.execute("INSERT INTO positions VALUES (?,?,?,?) ON CONFLICT(source) DO UPDATE SET "
-                        "offset = excluded.offset, line = excluded.line, updated = excluded.updated",
+        self.db.execute('INSERT INTO positions VALUES (?,?,?,?) ON CONFLICT(source) DO UPDATE SET '
+                        '"offset" = excluded."offset", line = excluded.line, updated = excluded.updated',
                         (source, offset, line, time.time()))
 
     # -- rule state ----------------------------------------------------------------
@@ -203,12 +277,17 @@ class Store:
 
     # -- alerts and deliveries -------------------------------------------------------
     def add_alert(self, alert, sinks: list[str]) -> bool:
-        cur = self.db.execute("INSERT OR IGNORE INTO alerts VALUES (?,?,?,?,?,?,?,?)",
+        cur = self.db.execute(self.db.pick(sqlite="INSERT OR IGNORE INTO alerts VALUES (?,?,?,?,?,?,?,?)",
+                                           postgresql="INSERT INTO alerts VALUES (?,?,?,?,?,?,?,?) "
+                                                      "ON CONFLICT DO NOTHING"),
                               (alert.id, alert.ts, alert.rule, alert.kind, alert.key, alert.severity,
                                json.dumps(alert.to_dict()), time.time()))
         if cur.rowcount == 0:
             return False  # the same alert id was already raised: de-duplicated
-        self.db.executemany("INSERT OR IGNORE INTO deliveries (alert_id, sink, updated) VALUES (?,?,?)",
+        self.db.executemany(self.db.pick(sqlite="INSERT OR IGNORE INTO deliveries (alert_id, sink, updated) "
+                                                "VALUES (?,?,?)",
+                                         postgresql="INSERT INTO deliveries (alert_id, sink, updated) VALUES (?,?,?) "
+                                                    "ON CONFLICT DO NOTHING"),
                             [(alert.id, s, time.time()) for s in sinks])
         return True
 
@@ -253,6 +332,17 @@ class Store:
             args += keys
         with self._lock:
             return self.db.execute(q + " ORDER BY ts", args).fetchall()
+
+    def items_by_id(self, ids: list[str]) -> list[tuple]:
+        """``(id, ts, label, text)`` of the items ``ids`` (those that exist)."""
+        out: list[tuple] = []
+        unique = list(dict.fromkeys(ids))
+        with self._lock:
+            for at in range(0, len(unique), 500):
+                chunk = unique[at:at + 500]
+                out += self.db.execute("SELECT id, ts, label, text FROM items WHERE id IN (%s)"
+                                       % ",".join("?" * len(chunk)), chunk).fetchall()
+        return out
 
     def time_range(self) -> tuple[float | None, float | None]:
         with self._lock:

@@ -33,7 +33,7 @@ def load(context: AppContext) -> LoadedApp:
     from .service import load_conversation
 
     conversation, bot = load_conversation(context.require_path("a bot folder (bot.json)"),
-                                          trust=context.options.get("trust"))
+                                          trust=context.options.get("trust"), store=context.options.get("store"))
     metrics = BotMetrics(context.metrics)
 
     def warmup():

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 
 def run_chat(bot_dir: str, *, debug: bool = False, session: str | None = None, console=None,
-             read=input) -> int:
+             read=input, store_url: str | None = None) -> int:
     """The chat loop: greeting, then one answer per line until /quit or end of input."""
     from rich.console import Console
     from rich.markup import escape
 
     from .bot import Bot
     from .conversation import Conversation
-    from .store import Store
+    from .store import open_bot_store
 
     console = console or Console(highlight=False)
     bot = Bot.load(bot_dir)
-    store = Store(bot.root / "bot.sqlite")
+    store = open_bot_store(bot.root, store_url)
     conv = Conversation(bot.cascade, store, bot=bot)
     session = session or conv.new_session()
     say = lambda text: console.print(f"[bold green]bot>[/] {escape(text)}", soft_wrap=True)  # noqa: E731

@@ -29,6 +29,14 @@ def bot_dir_option(f):
                         type=click.Path(file_okay=False), help="The bot folder (env TUNEFORGE_SUPPORT_BOT).")(f)
 
 
+def store_option(f):
+    return click.option("--store", "store_url", envvar="TUNEFORGE_STORE", metavar="URL",
+                        help="Keep transcripts, tickets, feedback and sessions in PostgreSQL "
+                             "(postgresql://user@host/db[?schema=NAME]; env TUNEFORGE_STORE, so the password "
+                             "need not be on the command line; PGPASSWORD and ~/.pgpass work too). "
+                             "Default: bot.sqlite in the bot folder.")(f)
+
+
 def _echo(data, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(data, indent=2, default=str))
@@ -37,10 +45,10 @@ def _echo(data, as_json: bool) -> None:
             click.echo(f"{key}: {json.dumps(value, default=str) if isinstance(value, (dict, list)) else value}")
 
 
-def _chat(bot_dir, debug, session):
+def _chat(bot_dir, debug, session, store_url=None):
     from .chat import run_chat
 
-    run_chat(bot_dir, debug=debug, session=session)
+    run_chat(bot_dir, debug=debug, session=session, store_url=store_url)
 
 
 def chat_command(name: str) -> click.Command:
@@ -48,9 +56,10 @@ def chat_command(name: str) -> click.Command:
     @bot_dir_option
     @click.option("--debug", "show_debug", is_flag=True, help="Show intent, confidence, sources and timing per turn.")
     @click.option("--session", help="Session id (default: a new one).")
-    def chat(bot_dir, show_debug, session):
+    @store_option
+    def chat(bot_dir, show_debug, session, store_url):
         """Chat with the support bot in the terminal (/help, /reset, /quit)."""
-        _chat(bot_dir, show_debug, session)
+        _chat(bot_dir, show_debug, session, store_url)
 
     return chat
 
@@ -123,19 +132,28 @@ Example:
               help="Concurrent clients, each its own session.")
 @click.option("--seconds", default=30.0, show_default=True, type=click.FloatRange(0.5, 3600),
               help="How long the clients keep sending.")
+@click.option("--port", "server_port", type=click.IntRange(1, 65535),
+              help="Load the server already running on 127.0.0.1:PORT (started with the same --store) "
+                   "instead of starting one.")
+@click.option("--serve-args", default="", metavar="'OPTIONS'",
+              help="More options for the server it starts, e.g. --serve-args '--engine ray --replicas 2'.")
+@store_option
 @click.option("--json", "as_json", is_flag=True)
-def loadtest(bot_dir, clients, seconds, as_json):
+def loadtest(bot_dir, clients, seconds, server_port, serve_args, store_url, as_json):
     """Serve the bot in a child process, load /v1/chat from many clients, check no transcript row is lost.
 
     Messages are the bundled test questions, knowledge-base questions and out-of-scope
     questions.  Exits 1 if any request failed or any answered turn is missing from (or
-    differs in) bot.sqlite.
+    differs in) the store: bot.sqlite, or the PostgreSQL store of --store.
     """
     from .datasets import kb_questions, labelled_questions, out_of_scope
     from .loadtest import run_load
 
     messages = [q for q, _ in labelled_questions()[:500]] + [q for q, _ in kb_questions()] + out_of_scope()
-    report = run_load(bot_dir, messages, clients=clients, seconds=seconds)
+    import shlex
+
+    report = run_load(bot_dir, messages, clients=clients, seconds=seconds, store=store_url,
+                      server_port=server_port, serve_args=shlex.split(serve_args))
     _echo(report.to_dict(), as_json)
     if not report.passed:
         raise SystemExit(1)
@@ -167,12 +185,13 @@ def evaluate(bot_dir, sample, as_json):
 @click.option("--ticket", "ticket_id", type=int, help="Hand-off ticket id.")
 @click.argument("verdict", required=False, type=click.Choice(["right", "wrong"]))
 @click.option("--intent", help="The right intent (a wrong turn, or a ticket).")
-def feedback(bot_dir, turn_id, ticket_id, verdict, intent):
+@store_option
+def feedback(bot_dir, turn_id, ticket_id, verdict, intent, store_url):
     """Mark a turn right/wrong, or label a hand-off ticket with the intent it should have had."""
     from .feedback import record_feedback
     from .service import bot_labels, open_store
 
-    with open_store(bot_dir) as store:
+    with open_store(bot_dir, store_url) as store:
         _echo(record_feedback(store, bot_labels(bot_dir), turn_id=turn_id, ticket_id=ticket_id,
                               verdict=verdict, intent=intent), False)
 
@@ -181,11 +200,12 @@ def feedback(bot_dir, turn_id, ticket_id, verdict, intent):
 @bot_dir_option
 @click.option("--status", type=click.Choice(["open", "labelled"]), help="Only tickets with this status.")
 @click.option("--turns", "show_turns", type=int, default=0, help="Also list the last N turns.")
-def tickets(bot_dir, status, show_turns):
+@store_option
+def tickets(bot_dir, status, show_turns, store_url):
     """List hand-off tickets (masked) and, with --turns N, the last N turns."""
     from .service import open_store
 
-    with open_store(bot_dir) as store:
+    with open_store(bot_dir, store_url) as store:
         for t in store.tickets(status):
             click.echo(f"#{t['id']} [{t['status']}] {t['question']}" + (f" -> {t['label']}" if t["label"] else ""))
         for r in store.turns(limit=show_turns) if show_turns else []:
@@ -200,12 +220,13 @@ def tickets(bot_dir, status, show_turns):
 @click.option("--epochs", default=3.0, show_default=True, type=float)
 @click.option("--runs", default="runs", show_default=True, type=click.Path(file_okay=False))
 @click.option("--exports", default="exports", show_default=True, type=click.Path(file_okay=False))
+@store_option
 @click.option("--json", "as_json", is_flag=True)
-def retrain(bot_dir, max_drop, mode, epochs, runs, exports, as_json):
+def retrain(bot_dir, max_drop, mode, epochs, runs, exports, store_url, as_json):
     """Fold labelled feedback into the training data; train + export a new intent bundle; compare."""
     from .retrain import retrain as run_retrain
 
-    report = run_retrain(bot_dir, max_drop=max_drop, runs=runs, exports=exports,
+    report = run_retrain(bot_dir, max_drop=max_drop, runs=runs, exports=exports, store_url=store_url,
                          train_settings={"mode": mode, "epochs": epochs},
                          progress=lambda s: click.echo(s, err=True))
     _echo(report.to_dict(), as_json)

@@ -2,7 +2,8 @@
 
 :func:`run_load` starts ``tuneforge serve support-bot`` in its own process (as in production),
 lets ``clients`` threads post ``/v1/chat`` turns for ``seconds``, stops the server, and then
-checks every answered turn against ``bot.sqlite``: a row with the turn id the client was given,
+checks every answered turn against the bot's store (``bot.sqlite``, or the PostgreSQL store the
+server was given with ``store``): a row with the turn id the client was given,
 the client's session and the (masked) message it sent.  Standard library only on the client side.
 """
 
@@ -12,7 +13,6 @@ import http.client
 import json
 import os
 import socket
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -53,12 +53,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(bot_dir: str | Path, port: int, *, timeout: float = 120.0) -> subprocess.Popen:
-    """``tuneforge serve support-bot`` in a child process; returns once /healthz answers."""
+def start_server(bot_dir: str | Path, port: int, *, timeout: float = 120.0,
+                 store: str | None = None, serve_args: list[str] | None = None) -> subprocess.Popen:
+    """``tuneforge serve support-bot`` in a child process; returns once /healthz answers.  A
+    ``store`` URL reaches it in the environment (TUNEFORGE_STORE), not on its command line;
+    ``serve_args`` are more options of ``tuneforge serve`` (``--engine ray --replicas 2``)."""
     cmd = [sys.executable, "-m", "tuneforge", "serve", "support-bot", "--app-path", str(bot_dir),
-           "--port", str(port)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+           "--port", str(port), *(serve_args or [])]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env.pop("TUNEFORGE_STORE", None)
+    if store:
+        env["TUNEFORGE_STORE"] = store
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -116,11 +122,14 @@ def _client(port: int, messages: list[str], offset: int, stop: float, sent: list
         sent.extend(local)
 
 
-def check_transcripts(db_path: str | Path, answered: list[dict]) -> tuple[int, int, int]:
-    """(rows in the table, answered turns with no row, rows that do not match their request)."""
-    db = sqlite3.connect(str(db_path))
+def check_transcripts(bot_dir: str | Path, answered: list[dict], store: str | None = None) -> tuple[int, int, int]:
+    """(rows in the table, answered turns with no row, rows that do not match their request), read
+    from the same store the server wrote (``bot.sqlite``, or the PostgreSQL URL ``store``)."""
+    from .store import open_bot_store
+
+    db = open_bot_store(bot_dir, store)
     try:
-        rows = {r[0]: (r[1], r[2]) for r in db.execute("SELECT ref, session, user_text FROM turns")}
+        rows = db.transcript()
     finally:
         db.close()
     missing = sum(1 for a in answered if a["turn"] not in rows)
@@ -130,20 +139,32 @@ def check_transcripts(db_path: str | Path, answered: list[dict]) -> tuple[int, i
 
 
 def run_load(bot_dir: str | Path, messages: list[str], *, clients: int = 20, seconds: float = 30.0,
-             port: int | None = None) -> LoadReport:
-    """Serve ``bot_dir``, load it with ``clients`` concurrent sessions for ``seconds``, check the store."""
+             port: int | None = None, store: str | None = None, server_port: int | None = None,
+             serve_args: list[str] | None = None) -> LoadReport:
+    """Serve ``bot_dir``, load it with ``clients`` concurrent sessions for ``seconds``, check the store.
+
+    ``server_port``: load a server that is already running there (started with the same
+    ``store``, e.g. ``tuneforge serve support-bot --engine ray --replicas 2 --store URL``)
+    instead of starting one."""
     import numpy as np
 
     if not messages:
         raise TuneforgeError("no messages to send")
     bot_dir = Path(bot_dir)
-    db = bot_dir / "bot.sqlite"
     before = 0
-    if db.exists():
-        with sqlite3.connect(str(db)) as c:
-            before = c.execute("SELECT COUNT(*) FROM turns").fetchone()[0]
-    port = port or free_port()
-    proc = start_server(bot_dir, port)
+    if store or (bot_dir / "bot.sqlite").exists():
+        from .store import open_bot_store
+
+        counted = open_bot_store(bot_dir, store)
+        try:
+            before = counted.count_turns()
+        finally:
+            counted.close()
+    if server_port:
+        port, proc = server_port, None
+    else:
+        port = port or free_port()
+        proc = start_server(bot_dir, port, store=store, serve_args=serve_args)
     sent: list[dict] = []
     lock = threading.Lock()
     try:
@@ -157,7 +178,8 @@ def run_load(bot_dir: str | Path, messages: list[str], *, clients: int = 20, sec
             t.join()
         elapsed = time.perf_counter() - t0
     finally:
-        stop_server(proc)
+        if proc is not None:
+            stop_server(proc)
     report = LoadReport(clients=clients, seconds=round(elapsed, 1), requests=len(sent))
     answered = [s for s in sent if "turn" in s]
     report.ok = len(answered)
@@ -171,6 +193,6 @@ def run_load(bot_dir: str | Path, messages: list[str], *, clients: int = 20, sec
         report.latency_ms = {"p50": round(float(np.percentile(ms, 50)), 1),
                              "p95": round(float(np.percentile(ms, 95)), 1), "max": round(float(ms.max()), 1)}
     report.requests_per_s = round(report.ok / max(elapsed, 1e-9), 1)
-    rows, report.missing_rows, report.mismatched_rows = check_transcripts(db, answered)
+    rows, report.missing_rows, report.mismatched_rows = check_transcripts(bot_dir, answered, store)
     report.transcript_rows = rows - before
     return report

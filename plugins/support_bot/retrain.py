@@ -17,7 +17,7 @@ from tuneforge.errors import ConfigError
 from .bot import BotConfig, artefacts, next_generation, portable, resolve
 from .datasets import INTENT_TEST, INTENT_TRAIN
 from .feedback import fold_feedback
-from .store import Store
+from .store import open_bot_store
 
 
 @dataclass
@@ -40,7 +40,8 @@ class RetrainReport:
 def retrain(bot_dir: str | Path, *, max_drop: float = 0.01, base_train: str | Path = INTENT_TRAIN,
             test: str | Path = INTENT_TEST, runs: str | Path = "runs", exports: str | Path = "exports",
             train_settings: dict | None = None, export_settings: dict | None = None,
-            calibration: dict | None = None, progress: Callable[[str], None] = lambda s: None) -> RetrainReport:
+            calibration: dict | None = None, progress: Callable[[str], None] = lambda s: None,
+            store_url: str | None = None) -> RetrainReport:
     """Train on base data + feedback, export, compare on ``test``; switch the bot if within ``max_drop``."""
     from tuneforge.evaluate import evaluate_bundle
     from tuneforge.export import export_run
@@ -55,7 +56,7 @@ def retrain(bot_dir: str | Path, *, max_drop: float = 0.01, base_train: str | Pa
     bot_dir = Path(bot_dir)
     config = BotConfig.load(bot_dir)
     old_bundle = resolve(bot_dir, config.intent_bundle)
-    store = Store(bot_dir / "bot.sqlite")
+    store = open_bot_store(bot_dir, store_url)
     data = fold_feedback(store, base_train, bot_dir / "retrain" / f"train-{time.strftime('%Y%m%d-%H%M%S')}.csv")
     store.close()
     progress(f"training on {data['base_rows']} base rows + {data['feedback_rows']} from feedback")

@@ -6,13 +6,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .bot import BotConfig, resolve
-from .store import Store
+from .store import open_bot_store
 
 
 @contextmanager
-def open_store(bot_dir: str | Path):
+def open_store(bot_dir: str | Path, store_url: str | None = None):
+    """The bot's store: ``bot.sqlite`` in its folder, or the PostgreSQL URL ``store_url``."""
     BotConfig.load(bot_dir)                 # a clear error if this is not a bot folder
-    store = Store(Path(bot_dir) / "bot.sqlite")
+    store = open_bot_store(bot_dir, store_url)
     try:
         yield store
     finally:
@@ -27,10 +28,17 @@ def bot_labels(bot_dir: str | Path) -> list[str]:
     return list(load_manifest(resolve_bundle_dir(resolve(bot_dir, config.intent_bundle))).labels)
 
 
-def load_conversation(bot_dir: str | Path, *, intent_predictor=None, trust=None, threads: int | None = None):
-    """(Conversation, Bot) for a bot folder, its store opened beside it (``threads``: see :meth:`Bot.load`)."""
+def load_conversation(bot_dir: str | Path, *, intent_predictor=None, trust=None, threads: int | None = None,
+                      store: str | None = None):
+    """(Conversation, Bot) for a bot folder, its store opened beside it or at the PostgreSQL URL
+    ``store`` (``threads``: see :meth:`Bot.load`)."""
     from .bot import Bot
     from .conversation import Conversation
 
     bot = Bot.load(bot_dir, intent_predictor=intent_predictor, trust=trust, threads=threads)
-    return Conversation(bot.cascade, Store(bot.root / "bot.sqlite"), bot=bot), bot
+    try:
+        opened = open_bot_store(bot.root, store)
+    except BaseException:
+        bot.close()
+        raise
+    return Conversation(bot.cascade, opened, bot=bot), bot
