@@ -244,8 +244,10 @@ def score(job: ScoreJob, *, progress=None) -> ScoreReport:
     manifest = plan(job)
     out = Path(job.out_dir)
     shards = manifest["shards"]
+    for stale in out.glob(".part-*.tmp-*"):     # a part a killed run was writing: it is scored again
+        stale.unlink()
     pending = [s for s in shards if not part_path(out, s["index"], job.format).exists()]
-    cpus = ray.cluster_resources().get("CPU", os.cpu_count() or 1)
+    cpus = ray.available_resources().get("CPU", os.cpu_count() or 1)
     actors = job.actors or max(1, int(cpus // job.cpus_per_actor))
     actors = min(actors, max(1, len(pending)))
     torch_seen = False

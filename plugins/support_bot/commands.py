@@ -117,14 +117,16 @@ def index(bot_dir):
 
 @group.command(epilog="""\b
 Example:
-  tuneforge support-bot loadtest --clients 20 --seconds 30""")
+  tuneforge support-bot loadtest --clients 20 --seconds 30
+  tuneforge support-bot loadtest --serve-args "--engine ray --replicas 2"""")
 @bot_dir_option
 @click.option("--clients", default=20, show_default=True, type=click.IntRange(1, 500),
               help="Concurrent clients, each its own session.")
 @click.option("--seconds", default=30.0, show_default=True, type=click.FloatRange(0.5, 3600),
               help="How long the clients keep sending.")
+@click.option("--serve-args", default="", help="Extra options for the served bot, e.g. \"--engine ray --replicas 2\".")
 @click.option("--json", "as_json", is_flag=True)
-def loadtest(bot_dir, clients, seconds, as_json):
+def loadtest(bot_dir, clients, seconds, serve_args, as_json):
     """Serve the bot in a child process, load /v1/chat from many clients, check no transcript row is lost.
 
     Messages are the bundled test questions, knowledge-base questions and out-of-scope
@@ -135,7 +137,9 @@ def loadtest(bot_dir, clients, seconds, as_json):
     from .loadtest import run_load
 
     messages = [q for q, _ in labelled_questions()[:500]] + [q for q, _ in kb_questions()] + out_of_scope()
-    report = run_load(bot_dir, messages, clients=clients, seconds=seconds)
+    import shlex
+
+    report = run_load(bot_dir, messages, clients=clients, seconds=seconds, serve_args=tuple(shlex.split(serve_args)))
     _echo(report.to_dict(), as_json)
     if not report.passed:
         raise SystemExit(1)

@@ -30,7 +30,8 @@ class LoadReport:
     seconds: float
     requests: int = 0
     ok: int = 0
-    errors: dict = field(default_factory=dict)      # "HTTP 500" / exception name -> count
+    errors: dict = field(default_factory=dict)      # "HTTP 500" / exception name -> count (not retryable)
+    retryable: dict = field(default_factory=dict)   # "HTTP 503 unavailable" / "connection lost" -> count
     kinds: dict = field(default_factory=dict)       # answer kind -> count
     latency_ms: dict = field(default_factory=dict)  # p50 / p95 / max, client side
     requests_per_s: float = 0.0
@@ -40,11 +41,33 @@ class LoadReport:
 
     @property
     def passed(self) -> bool:
-        return self.requests > 0 and self.ok == self.requests and not self.errors \
+        return self.requests > 0 and self.ok == self.requests and not self.errors and not self.retryable \
             and not self.missing_rows and not self.mismatched_rows and self.transcript_rows == self.ok
 
+    @property
+    def consistent(self) -> bool:
+        """Every request answered or refused with a retryable error, every answered turn stored as sent.
+        (A request that failed retryably may still have been stored: rows >= answered turns.)"""
+        return self.ok > 0 and not self.errors and not self.missing_rows and not self.mismatched_rows \
+            and self.transcript_rows >= self.ok
+
     def to_dict(self) -> dict:
-        return {**asdict(self), "passed": self.passed}
+        return {**asdict(self), "passed": self.passed, "consistent": self.consistent}
+
+
+# Answers a client should retry: the server (or Ray Serve's proxy, for a request whose replica died)
+# says it could not serve the request now.  Everything else that is not 200 is a real error.
+RETRYABLE_STATUS = frozenset({502, 503, 504})
+
+
+def classify(status: int, payload: bytes) -> tuple[str, bool]:
+    """(label, retryable) of a non-200 answer; the label names core's error type when the body has one."""
+    kind = ""
+    try:
+        kind = json.loads(payload)["error"]["type"]
+    except (ValueError, KeyError, TypeError):
+        pass
+    return (f"HTTP {status}" + (f" {kind}" if kind else "")), status in RETRYABLE_STATUS
 
 
 def free_port() -> int:
@@ -53,10 +76,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(bot_dir: str | Path, port: int, *, timeout: float = 120.0) -> subprocess.Popen:
-    """``tuneforge serve support-bot`` in a child process; returns once /healthz answers."""
+def start_server(bot_dir: str | Path, port: int, *, timeout: float = 120.0,
+                 serve_args: tuple[str, ...] = ()) -> subprocess.Popen:
+    """``tuneforge serve support-bot [serve_args]`` in a child process; returns once /healthz answers."""
     cmd = [sys.executable, "-m", "tuneforge", "serve", "support-bot", "--app-path", str(bot_dir),
-           "--port", str(port)]
+           "--port", str(port), *serve_args]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "HF_HUB_OFFLINE": "1"})
     deadline = time.monotonic() + timeout
@@ -98,14 +122,15 @@ def _client(port: int, messages: list[str], offset: int, stop: float, sent: list
             resp = conn.getresponse()
             payload = resp.read()
             status = resp.status
-        except (OSError, http.client.HTTPException) as e:
-            local.append({"error": type(e).__name__})
+        except (OSError, http.client.HTTPException) as e:   # the connection went: retry on a new one
+            local.append({"error": f"connection lost ({type(e).__name__})", "retryable": True})
             conn.close()
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
             continue
         ms = (time.perf_counter() - start) * 1000
         if status != 200:
-            local.append({"error": f"HTTP {status}", "ms": ms})
+            label, retryable = classify(status, payload)
+            local.append({"error": label, "retryable": retryable, "ms": ms})
             continue
         data = json.loads(payload)
         session = data["session_id"]
@@ -130,8 +155,12 @@ def check_transcripts(db_path: str | Path, answered: list[dict]) -> tuple[int, i
 
 
 def run_load(bot_dir: str | Path, messages: list[str], *, clients: int = 20, seconds: float = 30.0,
-             port: int | None = None) -> LoadReport:
-    """Serve ``bot_dir``, load it with ``clients`` concurrent sessions for ``seconds``, check the store."""
+             port: int | None = None, serve_args: tuple[str, ...] = (), ready_timeout: float = 120.0,
+             during=None) -> LoadReport:
+    """Serve ``bot_dir``, load it with ``clients`` concurrent sessions for ``seconds``, check the store.
+
+    ``serve_args`` go to ``tuneforge serve`` (e.g. ``--engine ray --replicas 2``); ``during(proc, port)``,
+    if given, runs on its own thread while the clients send (the kill -9 drill in bench/scale_out.py)."""
     import numpy as np
 
     if not messages:
@@ -143,13 +172,15 @@ def run_load(bot_dir: str | Path, messages: list[str], *, clients: int = 20, sec
         with sqlite3.connect(str(db)) as c:
             before = c.execute("SELECT COUNT(*) FROM turns").fetchone()[0]
     port = port or free_port()
-    proc = start_server(bot_dir, port)
+    proc = start_server(bot_dir, port, timeout=ready_timeout, serve_args=tuple(serve_args))
     sent: list[dict] = []
     lock = threading.Lock()
     try:
         stop = time.monotonic() + seconds
         threads = [threading.Thread(target=_client, args=(port, messages, k * 7, stop, sent, lock))
                    for k in range(clients)]
+        if during is not None:
+            threads.append(threading.Thread(target=during, args=(proc, port), daemon=True))
         t0 = time.perf_counter()
         for t in threads:
             t.start()
@@ -163,7 +194,8 @@ def run_load(bot_dir: str | Path, messages: list[str], *, clients: int = 20, sec
     report.ok = len(answered)
     for s in sent:
         if "error" in s:
-            report.errors[s["error"]] = report.errors.get(s["error"], 0) + 1
+            bucket = report.retryable if s.get("retryable") else report.errors
+            bucket[s["error"]] = bucket.get(s["error"], 0) + 1
         else:
             report.kinds[s["kind"]] = report.kinds.get(s["kind"], 0) + 1
     if answered:
