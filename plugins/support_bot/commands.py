@@ -118,7 +118,8 @@ def index(bot_dir):
 @group.command(epilog="""\b
 Example:
   tuneforge support-bot loadtest --clients 20 --seconds 30
-  tuneforge support-bot loadtest --serve-args "--engine ray --replicas 2"""")
+  tuneforge support-bot loadtest --serve-args "--engine ray --replicas 2"
+""")
 @bot_dir_option
 @click.option("--clients", default=20, show_default=True, type=click.IntRange(1, 500),
               help="Concurrent clients, each its own session.")

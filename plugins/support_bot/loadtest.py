@@ -123,14 +123,15 @@ def _client(port: int, messages: list[str], offset: int, stop: float, sent: list
             payload = resp.read()
             status = resp.status
         except (OSError, http.client.HTTPException) as e:   # the connection went: retry on a new one
-            local.append({"error": f"connection lost ({type(e).__name__})", "retryable": True})
+            local.append({"error": f"connection lost ({type(e).__name__})", "retryable": True,
+                          "at": time.monotonic()})
             conn.close()
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
             continue
         ms = (time.perf_counter() - start) * 1000
         if status != 200:
             label, retryable = classify(status, payload)
-            local.append({"error": label, "retryable": retryable, "ms": ms})
+            local.append({"error": label, "retryable": retryable, "ms": ms, "at": time.monotonic()})
             continue
         data = json.loads(payload)
         session = data["session_id"]
@@ -156,7 +157,7 @@ def check_transcripts(db_path: str | Path, answered: list[dict]) -> tuple[int, i
 
 def run_load(bot_dir: str | Path, messages: list[str], *, clients: int = 20, seconds: float = 30.0,
              port: int | None = None, serve_args: tuple[str, ...] = (), ready_timeout: float = 120.0,
-             during=None) -> LoadReport:
+             during=None, sent_out: list | None = None) -> LoadReport:
     """Serve ``bot_dir``, load it with ``clients`` concurrent sessions for ``seconds``, check the store.
 
     ``serve_args`` go to ``tuneforge serve`` (e.g. ``--engine ray --replicas 2``); ``during(proc, port)``,
@@ -189,6 +190,8 @@ def run_load(bot_dir: str | Path, messages: list[str], *, clients: int = 20, sec
         elapsed = time.perf_counter() - t0
     finally:
         stop_server(proc)
+    if sent_out is not None:
+        sent_out.extend(sent)
     report = LoadReport(clients=clients, seconds=round(elapsed, 1), requests=len(sent))
     answered = [s for s in sent if "turn" in s]
     report.ok = len(answered)
