@@ -133,7 +133,7 @@ def overhead(a) -> None:
             stop(p)
     res = {k: pct(v) for k, v in lat.items()}
     res["ray_minus_plain_ms"] = {q: round(res["ray"][q] - res["plain"][q], 2) for q in ("p50_ms", "p95_ms")}
-    save("overhead", {"bundle": a.bundle, "rounds": a.rounds, "requests_per_round": a.requests, **res})
+    save(f"overhead{('_' + a.tag) if a.tag else ''}", {"bundle": a.bundle, "rounds": a.rounds, "requests_per_round": a.requests, **res})
 
 
 # -- Ray Data ------------------------------------------------------------------------------------------
@@ -154,7 +154,7 @@ def write_texts(path: Path, n: int) -> None:
 
 
 def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
-    out = subprocess.run(cmd, env=ENV, capture_output=True, text=True, **kw)
+    out = subprocess.run(cmd, env={**ENV, **os.environ}, capture_output=True, text=True, **kw)
     if out.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} exited {out.returncode}:\n{out.stderr[-4000:]}")
     return out
@@ -200,7 +200,8 @@ def data(a) -> None:
         cmd = [*TF, "predict", a.bundle, "--file", str(src), "--engine", "ray", "--out", str(resumed),
                "--shard-rows", str(a.shard_rows), "--address", address]
         shards = -(-a.texts // a.shard_rows)
-        first = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=open(work / "first.err", "w"))
+        # the environment now holds this Ray's auth token (Ray 2.60 token auth): children need it
+        first = subprocess.Popen(cmd, env={**ENV, **os.environ}, stdout=subprocess.DEVNULL, stderr=open(work / "first.err", "w"))
         while len(list(resumed.glob("part-*"))) < shards // 2 and first.poll() is None:
             time.sleep(0.05)
         if first.poll() is not None:
@@ -279,6 +280,7 @@ def main() -> None:
     o.add_argument("--bundle", required=True)
     o.add_argument("--rounds", type=int, default=6)
     o.add_argument("--requests", type=int, default=150)
+    o.add_argument("--tag", default="", help="suffix of the result file (scale_out_overhead_TAG.json)")
     d = sub.add_parser("data")
     d.add_argument("--bundle", required=True)
     d.add_argument("--texts", type=int, default=100_000)

@@ -174,6 +174,8 @@ def plan(job: ScoreJob) -> dict:
     shard_dir = out / "_input"
     shutil.rmtree(shard_dir, ignore_errors=True)
     shard_dir.mkdir(parents=True)
+    # row numbers follow the file: set before the dataset is made (a dataset keeps the context it was made in)
+    DataContext.get_current().execution_options.preserve_order = True
     ds = _read(job.source)
     names = ds.columns()
     if job.column not in names:
@@ -183,8 +185,6 @@ def plan(job: ScoreJob) -> dict:
     if job.id_column and job.id_column not in names:
         raise UsageError(f"{job.source} has no id column {job.id_column!r}")
     ds = ds.select_columns([job.column] + ([id_column] if id_column else []))
-    context = DataContext.get_current()
-    context.execution_options.preserve_order = True   # row numbers follow the file
     shards, row = [], 0
     for k, batch in enumerate(ds.iter_batches(batch_size=job.shard_rows, batch_format="pyarrow",
                                               prefetch_batches=1)):
@@ -247,9 +247,11 @@ def score(job: ScoreJob, *, progress=None) -> ScoreReport:
     for stale in out.glob(".part-*.tmp-*"):     # a part a killed run was writing: it is scored again
         stale.unlink()
     pending = [s for s in shards if not part_path(out, s["index"], job.format).exists()]
-    cpus = ray.available_resources().get("CPU", os.cpu_count() or 1)
-    actors = job.actors or max(1, int(cpus // job.cpus_per_actor))
-    actors = min(actors, max(1, len(pending)))
+    cpus = ray.cluster_resources().get("CPU", os.cpu_count() or 1)
+    actors = min(job.actors or max(1, int(cpus // job.cpus_per_actor)), max(1, len(pending)))
+    # --actors N: exactly N; by default a pool that grows from 1 to one per CPU as CPUs are free
+    pool = ray.data.ActorPoolStrategy(size=actors) if job.actors else \
+        ray.data.ActorPoolStrategy(min_size=1, max_size=actors)
     torch_seen = False
     if pending:
         by_index = {s["index"]: s for s in pending}
@@ -258,7 +260,7 @@ def score(job: ScoreJob, *, progress=None) -> ScoreReport:
         ds = ray.data.from_items([{"index": s["index"], "input": str(out / s["input"])} for s in pending],
                                  override_num_blocks=len(pending))
         scored = ds.map_batches(ScoreActor, batch_format="pyarrow", batch_size=1,
-                                compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=job.cpus_per_actor,
+                                compute=pool, num_cpus=job.cpus_per_actor,
                                 fn_constructor_kwargs={"bundle": job.bundle, "variant": job.variant,
                                                        "trust": job.trust, "batch_size": job.batch_size,
                                                        "raw": job.raw})

@@ -178,7 +178,13 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None, temp_di
         return False
     quiet = {"log_to_driver": False, "logging_level": logging.WARNING, "configure_logging": True}
     if address:
-        ray.init(address=address, **quiet)
+        try:
+            ray.init(address=address, **quiet)
+        except (ConnectionError, RuntimeError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UsageError(f"cannot join the Ray cluster at {address}: {first}",
+                             hint="check --address, and that the cluster's auth token is here "
+                                  "(RAY_AUTH_TOKEN or ~/.ray/auth_token)") from None
         return False
     # the proxy runs in this local Ray's processes: they inherit the callback setting
     os.environ.setdefault("RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH", PROXY_CALLBACK)
