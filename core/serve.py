@@ -386,6 +386,7 @@ def create_server(loaded: LoadedApp, *, registry, token: str | None = None, limi
     title = f"tuneforge {loaded.name}" + (f" ({loaded.info['model']})" if "model" in loaded.info else "")
     app = FastAPI(title=title, lifespan=lifespan)
     app.state.loaded, app.state.metrics, app.state.limits = loaded, metrics, limits
+    app.state.readiness = state          # read by the Ray Serve health check (tuneforge.ray_serve)
     public = PUBLIC_PATHS | frozenset(loaded.public_paths) | (DOC_PATHS if docs_public else frozenset())
     app.add_middleware(Guard, token=token, limits=limits, metrics=metrics, public=public)
     _error_handlers(app)

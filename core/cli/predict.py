@@ -12,8 +12,11 @@ Examples:
   tuneforge predict exports/support-intents/v1 --text "I lost my card" --text "how do I top up?"
   tuneforge predict exports/support-intents/v1 --file questions.csv --column text > out.jsonl
   echo "where is my money" | tuneforge predict exports/support-intents/v1 --file -
+  tuneforge predict exports/support-intents/v1 --file big.parquet --engine ray --out scored/   # Ray Data
 
-Prints one JSON object per input line (JSONL), in input order."""
+Prints one JSON object per input line (JSONL), in input order.  With --engine ray (pip install
+'tuneforge[ray]') the file is scored by a pool of Ray actors into OUT/part-*.jsonl|parquet with an
+id per row; rerun the same command after a crash and finished parts are kept (docs/scale-out.md)."""
 
 
 def _read_texts(file: str, column: str | None):
@@ -50,9 +53,29 @@ def register(cli: click.Group) -> None:
     @click.option("--raw", is_flag=True, help="Print model predictions without the plugin's post-processing.")
     @click.option("--trust", type=click.Path(dir_okay=False), envvar="TUNEFORGE_TRUST",
                   help="Only load a bundle signed by this Ed25519 public key (PEM; env TUNEFORGE_TRUST).")
-    def predict(bundle, texts, file, column, variant, batch_size, raw, trust):
+    @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+                  help="local: this process, JSONL on stdout; ray: Ray Data actors, parts written to --out.")
+    @click.option("--out", "out_dir", type=click.Path(file_okay=False),
+                  help="--engine ray: output folder (part-*.jsonl|parquet, manifest.json); rerun to resume.")
+    @click.option("--format", "fmt", type=click.Choice(["jsonl", "parquet"]), default="jsonl", show_default=True,
+                  help="--engine ray: output format.")
+    @click.option("--id-column", help="--engine ray: column kept as each row's id (default: id if present, "
+                                      "else the row number).")
+    @click.option("--shard-rows", type=click.IntRange(1), default=10_000, show_default=True,
+                  help="--engine ray: rows per output part (the unit a resumed run skips).")
+    @click.option("--actors", type=click.IntRange(1), help="--engine ray: scoring actors (default: one per CPU).")
+    @click.option("--address", help="--engine ray: an existing Ray cluster (ray://HOST:10001); default: a local Ray.")
+    def predict(bundle, texts, file, column, variant, batch_size, raw, trust, engine, out_dir, fmt, id_column,
+                shard_rows, actors, address):
         """Run a bundle on texts and stream predictions as JSONL (no torch involved)."""
         from ..errors import UsageError
+
+        if engine == "ray":
+            return _predict_on_ray(bundle, texts, file, column, variant, batch_size, raw, trust, out_dir, fmt,
+                                   id_column, shard_rows, actors, address)
+        if out_dir is not None or address is not None or actors is not None:
+            raise UsageError("--out, --actors and --address need --engine ray",
+                             hint="without it predictions go to stdout")
         from ..runtime import Predictor
         from ..runtime.tokenization import check_utf8
 
@@ -73,6 +96,31 @@ def register(cli: click.Group) -> None:
                 chunk = []
         if chunk:
             _emit(predictor, chunk, batch_size, postprocess)
+
+
+def _predict_on_ray(bundle, texts, file, column, variant, batch_size, raw, trust, out_dir, fmt, id_column,
+                    shard_rows, actors, address) -> None:
+    from ..errors import UsageError
+    from ..ray_serve import init_ray
+
+    if texts or not file or file == "-":
+        raise UsageError("--engine ray scores a file", hint="pass --file FILE (CSV/TSV/JSONL/Parquet) and --out DIR")
+    if out_dir is None:
+        raise UsageError("--engine ray writes its output to a folder", hint="pass --out DIR")
+    from ..ray_data import ScoreJob, score
+
+    job = ScoreJob(bundle=bundle, source=file, out_dir=out_dir, column=column or "text", id_column=id_column,
+                   format=fmt, shard_rows=shard_rows, actors=actors, batch_size=batch_size, variant=variant,
+                   trust=trust, raw=raw)
+    started = init_ray(address)
+    try:
+        report = score(job, progress=lambda k: click.echo(f"part {k:05d} written", err=True))
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
+    click.echo(json.dumps(report.to_dict() | {"parts": len(report.parts)}, indent=2))
 
 
 def _postprocessor(predictor):

@@ -126,7 +126,9 @@ def index(bot_dir):
 
 @group.command(epilog="""\b
 Example:
-  tuneforge support-bot loadtest --clients 20 --seconds 30""")
+  tuneforge support-bot loadtest --clients 20 --seconds 30
+  tuneforge support-bot loadtest --serve-args "--engine ray --replicas 2"
+""")
 @bot_dir_option
 @click.option("--clients", default=20, show_default=True, type=click.IntRange(1, 500),
               help="Concurrent clients, each its own session.")
@@ -153,7 +155,7 @@ def loadtest(bot_dir, clients, seconds, server_port, serve_args, store_url, as_j
     import shlex
 
     report = run_load(bot_dir, messages, clients=clients, seconds=seconds, store=store_url,
-                      server_port=server_port, serve_args=shlex.split(serve_args))
+                      server_port=server_port, serve_args=tuple(shlex.split(serve_args)))
     _echo(report.to_dict(), as_json)
     if not report.passed:
         raise SystemExit(1)

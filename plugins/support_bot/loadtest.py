@@ -30,7 +30,8 @@ class LoadReport:
     seconds: float
     requests: int = 0
     ok: int = 0
-    errors: dict = field(default_factory=dict)      # "HTTP 500" / exception name -> count
+    errors: dict = field(default_factory=dict)      # "HTTP 500" / exception name -> count (not retryable)
+    retryable: dict = field(default_factory=dict)   # "HTTP 503 unavailable" / "connection lost" -> count
     kinds: dict = field(default_factory=dict)       # answer kind -> count
     latency_ms: dict = field(default_factory=dict)  # p50 / p95 / max, client side
     requests_per_s: float = 0.0
@@ -40,11 +41,33 @@ class LoadReport:
 
     @property
     def passed(self) -> bool:
-        return self.requests > 0 and self.ok == self.requests and not self.errors \
+        return self.requests > 0 and self.ok == self.requests and not self.errors and not self.retryable \
             and not self.missing_rows and not self.mismatched_rows and self.transcript_rows == self.ok
 
+    @property
+    def consistent(self) -> bool:
+        """Every request answered or refused with a retryable error, every answered turn stored as sent.
+        (A request that failed retryably may still have been stored: rows >= answered turns.)"""
+        return self.ok > 0 and not self.errors and not self.missing_rows and not self.mismatched_rows \
+            and self.transcript_rows >= self.ok
+
     def to_dict(self) -> dict:
-        return {**asdict(self), "passed": self.passed}
+        return {**asdict(self), "passed": self.passed, "consistent": self.consistent}
+
+
+# Answers a client should retry: the server (or Ray Serve's proxy, for a request whose replica died)
+# says it could not serve the request now.  Everything else that is not 200 is a real error.
+RETRYABLE_STATUS = frozenset({502, 503, 504})
+
+
+def classify(status: int, payload: bytes) -> tuple[str, bool]:
+    """(label, retryable) of a non-200 answer; the label names core's error type when the body has one."""
+    kind = ""
+    try:
+        kind = json.loads(payload)["error"]["type"]
+    except (ValueError, KeyError, TypeError):
+        pass
+    return (f"HTTP {status}" + (f" {kind}" if kind else "")), status in RETRYABLE_STATUS
 
 
 def free_port() -> int:
@@ -54,12 +77,12 @@ def free_port() -> int:
 
 
 def start_server(bot_dir: str | Path, port: int, *, timeout: float = 120.0,
-                 store: str | None = None, serve_args: list[str] | None = None) -> subprocess.Popen:
-    """``tuneforge serve support-bot`` in a child process; returns once /healthz answers.  A
+                 store: str | None = None, serve_args: list[str] | tuple[str, ...] = ()) -> subprocess.Popen:
+    """``tuneforge serve support-bot [serve_args]`` in a child process; returns once /healthz answers.  A
     ``store`` URL reaches it in the environment (TUNEFORGE_STORE), not on its command line;
     ``serve_args`` are more options of ``tuneforge serve`` (``--engine ray --replicas 2``)."""
     cmd = [sys.executable, "-m", "tuneforge", "serve", "support-bot", "--app-path", str(bot_dir),
-           "--port", str(port), *(serve_args or [])]
+           "--port", str(port), *serve_args]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     env.pop("TUNEFORGE_STORE", None)
     if store:
@@ -104,14 +127,16 @@ def _client(port: int, messages: list[str], offset: int, stop: float, sent: list
             resp = conn.getresponse()
             payload = resp.read()
             status = resp.status
-        except (OSError, http.client.HTTPException) as e:
-            local.append({"error": type(e).__name__})
+        except (OSError, http.client.HTTPException) as e:   # the connection went: retry on a new one
+            local.append({"error": f"connection lost ({type(e).__name__})", "retryable": True,
+                          "at": time.monotonic()})
             conn.close()
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
             continue
         ms = (time.perf_counter() - start) * 1000
         if status != 200:
-            local.append({"error": f"HTTP {status}", "ms": ms})
+            label, retryable = classify(status, payload)
+            local.append({"error": label, "retryable": retryable, "ms": ms, "at": time.monotonic()})
             continue
         data = json.loads(payload)
         session = data["session_id"]
@@ -140,12 +165,15 @@ def check_transcripts(bot_dir: str | Path, answered: list[dict], store: str | No
 
 def run_load(bot_dir: str | Path, messages: list[str], *, clients: int = 20, seconds: float = 30.0,
              port: int | None = None, store: str | None = None, server_port: int | None = None,
-             serve_args: list[str] | None = None) -> LoadReport:
+             serve_args: list[str] | tuple[str, ...] = (), ready_timeout: float = 120.0,
+             during=None, sent_out: list | None = None) -> LoadReport:
     """Serve ``bot_dir``, load it with ``clients`` concurrent sessions for ``seconds``, check the store.
 
     ``server_port``: load a server that is already running there (started with the same
     ``store``, e.g. ``tuneforge serve support-bot --engine ray --replicas 2 --store URL``)
-    instead of starting one."""
+    instead of starting one.  ``serve_args`` go to the ``tuneforge serve`` it starts (e.g.
+    ``--engine ray --replicas 2``); ``during(proc, port)``, if given, runs on its own thread
+    while the clients send (the kill -9 drill in bench/scale_out.py)."""
     import numpy as np
 
     if not messages:
@@ -164,13 +192,15 @@ def run_load(bot_dir: str | Path, messages: list[str], *, clients: int = 20, sec
         port, proc = server_port, None
     else:
         port = port or free_port()
-        proc = start_server(bot_dir, port, store=store, serve_args=serve_args)
+        proc = start_server(bot_dir, port, timeout=ready_timeout, store=store, serve_args=tuple(serve_args))
     sent: list[dict] = []
     lock = threading.Lock()
     try:
         stop = time.monotonic() + seconds
         threads = [threading.Thread(target=_client, args=(port, messages, k * 7, stop, sent, lock))
                    for k in range(clients)]
+        if during is not None:
+            threads.append(threading.Thread(target=during, args=(proc, port), daemon=True))
         t0 = time.perf_counter()
         for t in threads:
             t.start()
@@ -180,12 +210,15 @@ def run_load(bot_dir: str | Path, messages: list[str], *, clients: int = 20, sec
     finally:
         if proc is not None:
             stop_server(proc)
+    if sent_out is not None:
+        sent_out.extend(sent)
     report = LoadReport(clients=clients, seconds=round(elapsed, 1), requests=len(sent))
     answered = [s for s in sent if "turn" in s]
     report.ok = len(answered)
     for s in sent:
         if "error" in s:
-            report.errors[s["error"]] = report.errors.get(s["error"], 0) + 1
+            bucket = report.retryable if s.get("retryable") else report.errors
+            bucket[s["error"]] = bucket.get(s["error"], 0) + 1
         else:
             report.kinds[s["kind"]] = report.kinds.get(s["kind"], 0) + 1
     if answered:
