@@ -4,6 +4,7 @@ through :class:`Monitor` (``tuneforge.plugins.finance.backtest.replay``), not a 
 
     python bench/finance_backtest_tune.py --scorer gold                       # rules without model error
     python bench/finance_backtest_tune.py --bundle exports/finance-sentiment/v1 --variant int8
+    python bench/finance_backtest_tune.py --bundle B --variant int8 --joint --negative-at none,0.3,0.4 --min-precision 0.9
 
 Search: each rule alone over its grid (the template's other settings kept), the best by the
 criterion (recall, subject to precision >= --min-precision on ``tune``; ties: lower median delay,
@@ -80,6 +81,9 @@ def main() -> None:
     p.add_argument("--tolerance", type=float, default=7200.0)
     p.add_argument("--min-precision", type=float, default=0.95)
     p.add_argument("--wide", action="store_true", help="the wider grid (lower thresholds)")
+    p.add_argument("--joint", action="store_true",
+                   help="search every combination of the share and drop rules' grids (and the template's surge rule "
+                        "or none) instead of combining per-rule winners")
     p.add_argument("--negative-at", default="none",
                    help="comma list of [model] negative_at values to search with every rule set (none = top label)")
     p.add_argument("--out", help="write the JSON result here")
@@ -119,7 +123,10 @@ def main() -> None:
 
 def search(base, tune, ev_tune, scorer, args, negative_at, log):
     """Each rule over its grid, then every combination of the winners (and the template's set),
-    all with one ``negative_at``: the best (rules, result, negative_at) on ``tune`` or None."""
+    all with one ``negative_at``: the best (rules, result, negative_at) on ``tune`` or None.
+    ``--joint``: every combination of the share and drop grids instead (each rule may be left out)."""
+    if args.joint:
+        return joint_search(base, tune, ev_tune, scorer, args, negative_at, log)
     winners = {}
     for kind, grid in (WIDE if args.wide else GRIDS).items():
         best = None
@@ -142,6 +149,31 @@ def search(base, tune, ev_tune, scorer, args, negative_at, log):
         res = run(combo, tune, ev_tune, scorer, args.tolerance, negative_at)
         if ok(res, args.min_precision) and (best is None or key(res) > key(best[1])):
             best = (combo, res, negative_at)
+    return best
+
+
+def joint_search(base, tune, ev_tune, scorer, args, negative_at, log):
+    grids = WIDE if args.wide else GRIDS
+
+    def options(kind):
+        grid = grids[kind]
+        return [None] + [{**base[kind], **dict(zip(grid, values))} for values in itertools.product(*grid.values())]
+
+    best = None
+    for share, drop, surge in itertools.product(options("negative_share"), options("sentiment_drop"),
+                                                [None, base["negative_surge"]]):
+        combo = [r for r in (share, surge, drop) if r is not None]
+        if not combo:
+            continue
+        res = run(combo, tune, ev_tune, scorer, args.tolerance, negative_at)
+        o = res.overall
+        log.append({"joint": [{k: r[k] for k in grids[r["kind"]]} | {"kind": r["kind"]} for r in combo],
+                    "negative_at": negative_at, "precision": o.precision, "recall": o.recall, "alerts": o.alerts})
+        if ok(res, args.min_precision) and (best is None or key(res) > key(best[1])):
+            best = (combo, res, negative_at)
+    if best is not None:
+        print(f"negative_at {negative_at} joint: {[r['name'] for r in best[0]]} -> precision "
+              f"{best[1].overall.precision} recall {best[1].overall.recall}", file=sys.stderr)
     return best
 
 

@@ -3,7 +3,7 @@
     python bench/scale_out.py overhead  --bundle exports/support-intents/v1 [--rounds 6 --requests 150]
     python bench/scale_out.py data      --bundle exports/support-intents/v1 [--texts 100000]
     python bench/scale_out.py loadtest  --bot-dir bots/support-bot [--clients 20 --seconds 30]
-                                        [--serve-arg=--store --serve-arg=postgresql://...]
+                                        [--store postgresql://...]   (or env TUNEFORGE_STORE)
 
 ``overhead``: the plain server and ``--engine ray --replicas 1`` serve the same bundle at the same
 time; one client sends ``/v1/predict`` (one text) to each in turn, ``--requests`` per server per
@@ -19,8 +19,8 @@ and the merged output is checked: every id exactly once, in input order.
 support-bot --engine ray --replicas 2`` on a copy of the bot folder, then the same with one
 replica killed with ``kill -9`` a third of the way in: errors by kind (retryable or not), when the
 replacement replica's process started, when the last failed request came, and whether every
-answered turn is in the store.  ``--serve-arg`` adds options to ``tuneforge serve`` (the
-PostgreSQL store: ``--serve-arg=--store --serve-arg=postgresql://...``).
+answered turn is in the store.  ``--store URL`` puts the bot's store in PostgreSQL (each drill's bot copy
+gets its own schema); ``--serve-arg`` adds other options to ``tuneforge serve``.
 
 Results: bench/results/scale_out_<part>.json.
 """
@@ -232,7 +232,10 @@ def loadtest(a) -> None:
     # copies sit beside the bot folder: its relative paths (../../exports/...) still resolve
     work = Path(tempfile.mkdtemp(prefix=".scale-out-", dir=Path(a.bot_dir).resolve().parent))
     serve_args = ("--engine", "ray", "--replicas", str(a.replicas), *a.serve_arg)
-    res: dict = {"bot_dir": a.bot_dir, "clients": a.clients, "seconds": a.seconds, "serve_args": list(serve_args)}
+    from tuneforge.database import redact_url
+
+    res: dict = {"bot_dir": a.bot_dir, "clients": a.clients, "seconds": a.seconds, "serve_args": list(serve_args),
+                 "store": redact_url(a.store) if a.store else "bot.sqlite (shared by the replicas)"}
     try:
         for drill in ("steady", "kill -9 one replica"):
             bot = work.parent / f"{work.name}-{drill.replace(' ', '-')}"
@@ -255,7 +258,7 @@ def loadtest(a) -> None:
                     time.sleep(0.1)
 
             sent: list = []
-            report = run_load(bot, messages, clients=a.clients, seconds=a.seconds, serve_args=serve_args,
+            report = run_load(bot, messages, clients=a.clients, seconds=a.seconds, serve_args=serve_args, store=a.store,
                               ready_timeout=300, during=killer if drill.startswith("kill") else None,
                               sent_out=sent)
             out = report.to_dict()
@@ -291,6 +294,9 @@ def main() -> None:
     t.add_argument("--seconds", type=float, default=30.0)
     t.add_argument("--replicas", type=int, default=2)
     t.add_argument("--serve-arg", action="append", default=[], help="extra option for tuneforge serve (repeat)")
+    t.add_argument("--store", default=os.environ.get("TUNEFORGE_STORE"),
+                   help="the bot's store (a postgresql:// URL; default env TUNEFORGE_STORE, else bot.sqlite): the "
+                        "servers write it, the check reads it")
     a = p.parse_args()
     {"overhead": overhead, "data": data, "loadtest": loadtest}[a.part](a)
 
