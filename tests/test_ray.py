@@ -266,3 +266,45 @@ def test_predict_on_ray_data_reads_csv_writes_parquet_with_row_numbers(local_ray
     again = score(ScoreJob(bundle=str(tiny_bundle), source=str(src), out_dir=str(tmp_path / "o"),
                            format="parquet", shard_rows=7, actors=1, cpus_per_actor=0.5))
     assert again.skipped_shards == 3 and again.scored_rows == 0
+
+
+# -- the finance monitor's backfill on Ray Data ----------------------------------------------------
+def test_finance_backfill_scores_on_ray_and_replays_into_the_monitor_state(local_ray, tiny_encoder_dir, tmp_path):
+    """``tuneforge finance backfill``: the archive's texts scored by Ray actors, then replayed through
+    the monitor -- the state holds every item with the probabilities a plain monitor run gives (same
+    fp32 bundle), nothing scored outside Ray; a second run keeps every part and adds no item twice."""
+    from test_finance_scenario import write_config
+
+    from tuneforge.export import export_run
+    from tuneforge.plugins.finance.backfill import backfill
+    from tuneforge.plugins.finance.config import MonitorConfig
+    from tuneforge.plugins.finance.monitor import Monitor
+    from tuneforge.plugins.finance.sample import make_stream, write_jsonl
+
+    run = make_run(tmp_path / "runs", tiny_encoder_dir, "classification", labels=["negative", "neutral", "positive"],
+                   task="finance-sentiment", n_rows=24)
+    bundle = export_run(run, out_dir=tmp_path / "exports", variants=["fp32"], measure=False)
+    write_jsonl(make_stream(300), tmp_path / "archive.jsonl")
+
+    def config(folder):
+        folder.mkdir()
+        path = write_config(folder, files=[])
+        path.write_text(path.read_text().replace('scorer = "keywords"', f'bundle = "{bundle}"\nvariant = "fp32"'))
+        return MonitorConfig.load(path)
+
+    report = backfill(config(tmp_path / "ray"), tmp_path / "archive.jsonl", tmp_path / "scored", address=local_ray)
+    assert report.items == 300 and report.scored_rows == 300 and report.fallback == 0 and report.looked_up == 300
+    plain = config(tmp_path / "plain")
+    plain.ingest.files = [str(tmp_path / "archive.jsonl")]
+
+    with Monitor(MonitorConfig.load(tmp_path / "ray" / "monitor.toml"), sinks=[]) as mon:
+        backfilled = {r[0]: r[1:] for r in mon.store.db.execute("SELECT id, p_neg, p_neu, p_pos, label FROM items")}
+    with Monitor(plain, sinks=[]) as mon:
+        mon.run()
+        direct = {r[0]: r[1:] for r in mon.store.db.execute("SELECT id, p_neg, p_neu, p_pos, label FROM items")}
+    assert set(backfilled) == set(direct) and len(direct) == 300
+    assert all(backfilled[k][3] == direct[k][3] for k in direct)           # same labels
+    assert max(abs(a - b) for k in direct for a, b in zip(backfilled[k][:3], direct[k][:3])) < 1e-4
+    again = backfill(MonitorConfig.load(tmp_path / "ray" / "monitor.toml"), tmp_path / "archive.jsonl",
+                     tmp_path / "scored", address=local_ray)
+    assert again.scored_rows == 0 and again.skipped_parts >= 1 and again.items == 0   # nothing added twice
