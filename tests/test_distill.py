@@ -159,3 +159,23 @@ def test_cli_distill_and_its_one_line_errors(teacher_run, tmp_path):
     bad = runner.invoke(cli, ["distill", str(teacher_run.run_dir), "--layers", "2", "--layer-map", "0,9"])
     assert bad.exit_code != 0 and bad.output.count("\n") == 1
     assert "names a layer the 4-layer teacher lacks" in bad.output
+
+
+def test_distilling_on_data_with_labels_the_teacher_lacks_is_one_clear_line(teacher_run, tmp_path):
+    """The task's data changed since the teacher was trained (a new label): refused before any
+    training, naming the labels and the fix -- not a KeyError traceback."""
+    import shutil
+
+    from tuneforge.cli import cli
+
+    run = tmp_path / "teacher"
+    shutil.copytree(teacher_run.run_dir, run)
+    config = json.loads((run / "config.json").read_text())
+    data = tmp_path / "more.csv"
+    data.write_text(open(config["data"]).read() + "".join(f"brand new thing {i},surprise\n" for i in range(30)))
+    (run / "config.json").write_text(json.dumps({**config, "data": str(data)}))
+    out = CliRunner().invoke(cli, ["distill", str(run), "--layers", "1", "--epochs", "1",
+                                   "--output-dir", str(tmp_path / "runs"), "--no-progress"])
+    assert out.exit_code != 0 and out.output.count("\n") == 1, out.output
+    assert "label(s) the teacher teacher was not trained on: surprise" in out.output
+    assert "retrain the teacher" in out.output and not (tmp_path / "runs").exists()

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from ..config import TrainConfig
-from ..errors import ConfigError, UsageError
+from ..errors import ConfigError, DataError, UsageError
 
 
 @dataclass
@@ -149,6 +149,12 @@ def distill(config: DistillConfig, *, progress: bool = True):
     train_ds, val_ds, test_ds = load_task_splits(task, student_cfg, pm)
     tokenizer = AutoTokenizer.from_pretrained(root / "model" / "encoder")
     label_ids = {name: i for i, name in enumerate(teacher.spec.labels)}
+    unknown = sorted({str(e.label) for ds in (train_ds, val_ds, test_ds) for e in ds.examples} - set(label_ids))
+    if unknown:
+        raise DataError(f"the {task.name} data has {len(unknown)} label(s) the teacher {root.name} was not trained "
+                        f"on: {', '.join(unknown[:5])}" + (" ..." if len(unknown) > 5 else ""),
+                        hint="the task's data changed since the teacher was trained: retrain the teacher "
+                             f"(tuneforge train --task {task.name}), then distil the new run")
     feats = {name: encode(tokenizer, ds.examples, task.kind, label_ids, student_cfg.max_length)
              for name, ds in (("train", train_ds), ("validation", val_ds), ("test", test_ds))}
 
