@@ -220,19 +220,19 @@ def test_calibrated_export_ships_the_temperature_the_runtime_applies(tiny_encode
     postprocess.json and the manifest; Predictor's probabilities and predictions use it; an
     export that does not ask ships none.  (An untrained head on random labels is far from
     calibrated, so the fit must move the NLL down.)"""
+    import torch
+    from transformers import AutoTokenizer
+
+    from tuneforge.modeling import TaskModel
     from tuneforge.runtime import Predictor
     from tuneforge.runtime.postprocess import softmax
 
-    import torch
-
     run = make_run(tmp_path / "runs", tiny_encoder_dir, "classification", n_rows=120)
-    from tuneforge.modeling import TaskModel
-
     model = TaskModel.load(run / "model")
     with torch.no_grad():
         for p in model.head.parameters():
             p.mul_(40.0)   # an over-confident head: the fitted temperature must be > 1
-    model.save(run / "model", __import__("transformers").AutoTokenizer.from_pretrained(tiny_encoder_dir))
+    model.save(run / "model", AutoTokenizer.from_pretrained(tiny_encoder_dir))
     bundle = export_run(run, out_dir=tmp_path / "ex", variants=["fp32"], measure=False, calibrate=True,
                         max_metric_drop=100.0)
     post = json.loads((bundle / "postprocess.json").read_text())

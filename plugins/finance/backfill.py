@@ -20,6 +20,7 @@ bundle in this process and counted (``fallback``).
 from __future__ import annotations
 
 import copy
+import functools
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -72,18 +73,17 @@ class LookupScorer:
 
     def score(self, texts: list[str]) -> np.ndarray:
         out = np.zeros((len(texts), 3), dtype=np.float32)
+        known = [i for i, t in enumerate(texts) if t in self.table]
         missing = [i for i, t in enumerate(texts) if t not in self.table]
-        for i, t in enumerate(texts):
-            if t in self.table:
-                out[i] = self.table[t]
-        if self.temperature != 1.0 and len(texts) > len(missing):
-            from tuneforge.temperature import apply_temperature
+        if known:
+            out[known] = np.stack([self.table[texts[i]] for i in known])
+            if self.temperature != 1.0:
+                from tuneforge.temperature import apply_temperature
 
-            known = [i for i in range(len(texts)) if texts[i] in self.table]
-            out[known] = apply_temperature(out[known], self.temperature)
+                out[known] = apply_temperature(out[known], self.temperature)
         if missing:
             out[missing] = self._fallback().score([texts[i] for i in missing])   # applies the temperature itself
-        self.looked_up += len(texts) - len(missing)
+        self.looked_up += len(known)
         self.missed += len(missing)
         return out
 
@@ -119,13 +119,11 @@ def backfill(config: MonitorConfig, archive: str | Path, out_dir: str | Path, *,
             ray.shutdown()
 
     model = config.model
-    cached: list = []
 
+    @functools.cache
     def fallback():
-        if not cached:
-            cached.append(BundleScorer.load(bundle, variant=model.variant, threads=model.threads,
-                                            batch_size=model.batch_size, temperature=model.temperature))
-        return cached[0]
+        return BundleScorer.load(bundle, variant=model.variant, threads=model.threads,
+                                 batch_size=model.batch_size, temperature=model.temperature)
 
     scorer = LookupScorer.from_output(out_dir, fallback, temperature=model.temperature)
     cfg = copy.deepcopy(config)

@@ -158,7 +158,7 @@ class Monitor:
         late = 0
         find = self.watchlist.find
         windows = self.windows
-        labels = decide_labels(probs, self.config.model.negative_at) if len(new_records) else []
+        labels = decide_labels(probs, self.config.model.negative_at)
         with self.store.transaction() as st:
             for rec, p, label, topic in zip(new_records, probs, labels, topics):
                 item = rec.item
