@@ -251,8 +251,9 @@ def make_contender(name: str, spec: dict):
         tok = p.manifest.tokenizer
         if tok["max_length"] != MAX_LEN:  # same truncation as the peers
             p.tokenizer = BundleTokenizer(p.root / tok["file"], max_length=MAX_LEN, pad_id=tok.get("pad_id", 0))
-        info = {"variant": p.variant, "threads": p.threads,
-                "int8_candidate": (p.manifest.parity.get("int8") or {}).get("candidate")}
+        info = {"variant": p.variant, "engine": p.engine, "threads": p.threads,
+                "int8_candidate": (p.manifest.parity.get("int8") or {}).get("candidate"),
+                "openvino_candidate": (p.manifest.parity.get("openvino") or {}).get("candidate")}
         if how == "tf-emb":
             return (lambda texts: p.embed(texts, batch_size=BATCH)), info
         return (lambda texts: p.predict_raw(texts, batch_size=BATCH)), info
@@ -351,8 +352,14 @@ CONTENDERS: dict[str, dict] = {
                                         "variant": "int8"},
     "tuneforge static INT8 (QDQ bundle)": {"kind": "cls", "venv": "tf", "how": "tf-cls", "bundle": "bundle_static",
                                            "variant": "int8"},
+    "tuneforge OpenVINO variant (export's pick)": {"kind": "cls", "venv": "tf", "how": "tf-cls", "bundle": "bundle",
+                                                   "variant": "openvino"},
+    "tuneforge CPU default (what Predictor.load serves here)": {"kind": "cls", "venv": "tf", "how": "tf-cls",
+                                                                "bundle": "bundle"},
     "tuneforge student (3 layers), CPU default": {"kind": "cls", "venv": "tf", "how": "tf-cls",
                                                   "bundle": "student_bundle"},
+    "tuneforge student (3 layers), INT8": {"kind": "cls", "venv": "tf", "how": "tf-cls",
+                                           "bundle": "student_bundle", "variant": "int8"},
     "sentence-transformers torch": {"kind": "emb", "venv": "peers", "how": "st", "backend": "torch"},
     "sentence-transformers ONNX INT8": {"kind": "emb", "venv": "peers", "how": "st", "backend": "onnx",
                                         "file": "onnx/model_qint8_{target}.onnx"},
@@ -365,6 +372,8 @@ CONTENDERS: dict[str, dict] = {
                                         "variant": "fp32"},
     "tuneforge embedding bundle INT8": {"kind": "emb", "venv": "tf", "how": "tf-emb", "bundle": "encoder_bundle",
                                         "variant": "int8"},
+    "tuneforge embedding bundle OpenVINO": {"kind": "emb", "venv": "tf", "how": "tf-emb", "bundle": "encoder_bundle",
+                                            "variant": "openvino"},
 }
 for _c in CONTENDERS.values():
     if "{target}" in _c.get("file", ""):

@@ -131,6 +131,14 @@ def test_distill_writes_a_normal_run_that_exports_and_predicts(teacher_run, tmp_
     bundle = export_run(run, out_dir=tmp_path / "exports", variants=["fp32", "int8"], measure=False)
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert manifest["run"]["id"] == "student" and "int8" in manifest["variants"]
+    # the manifest and the model card say what it was distilled from and what that cost
+    student = manifest["run"]["distilled_from"]
+    assert student["layer_map"] == [0, 2] and student["teacher_layers"] == 4
+    vs = student["accuracy_vs_teacher"]["test"]
+    assert vs["teacher"] == pytest.approx(teacher_acc)
+    assert vs["delta_points"] == pytest.approx(100 * (result.metrics["test"]["accuracy"] - teacher_acc), abs=1e-3)
+    card = (bundle / "README.md").read_text()
+    assert "distilled student: 2 of the teacher's 4 layers" in card and f"{vs['delta_points']:+.2f} points" in card
     pred = Predictor.load(bundle, variant="fp32").predict(["the service was great and good today"])
     assert pred[0].label == "pos"
 

@@ -108,7 +108,8 @@ def test_fp32_variants_match_pytorch_and_fusions_recorded(cls_bundle):
 
 def test_int8_present_with_label_agreement_and_candidates(cls_bundle):
     m = manifest_of(cls_bundle)
-    assert "int8" in m["variants"] and m["rejected"] == {}
+    # openvino: built where OpenVINO is installed, shipped only where measured faster (tests/test_openvino.py)
+    assert "int8" in m["variants"] and set(m["rejected"]) <= {"openvino"}
     p = m["parity"]["int8"]
     assert 0.0 <= p["agreement"] <= 1.0 and p["agreement_metric"] == "label_agreement"
     assert p["metric"] == "accuracy" and p["basis"] == "gold"

@@ -37,7 +37,8 @@ def register(cli: click.Group) -> None:
                   help="Softmax temperature of the KL term.")
     @click.option("--alpha", type=float, default=0.5, show_default=True,
                   help="Weight of the KL term (1 - alpha on the labels).")
-    @click.option("--epochs", type=float, default=3.0, show_default=True)
+    @click.option("--epochs", type=float, default=6.0, show_default=True,
+                  help="Passes over the training split (6: chosen on validation, docs/performance.md).")
     @click.option("--lr", "learning_rate", type=float, default=1e-4, show_default=True,
                   help="Encoder learning rate (head: 20x).")
     @click.option("--batch-size", type=int, help="Default: the teacher's.")

@@ -23,7 +23,8 @@ def register(cli: click.Group) -> None:
     @click.option("--name", help="Bundle name (default: the run's task).")
     @click.option("--version", "version", help="Bundle version (default: next vN).")
     @click.option("--out-dir", default="exports", show_default=True, type=click.Path(file_okay=False))
-    @click.option("--variants", help="Comma list of fp32, fp32_opt, int8, fp16 (default: all that fit here).")
+    @click.option("--variants", help="Comma list of fp32, fp32_opt, int8, fp16, openvino (default: all that fit "
+                                     "here; openvino where OpenVINO is installed).")
     @click.option("--max-metric-drop", type=float, default=1.0, show_default=True,
                   help="Reject a variant whose task metric drops more than this many points.")
     @click.option("--parity-rows", type=int, default=2000, show_default=True,

@@ -19,6 +19,14 @@ def model_card(m: dict) -> str:
             shown = ", ".join(f"{k} {_num(v)}" for k, v in values.items()
                               if isinstance(v, (int, float)))
             lines.append(f"- {split}: {shown or '-'}")
+    student = run.get("distilled_from")
+    if student:
+        lines.append(f"- distilled student: {len(student.get('layer_map') or [])} of the teacher's "
+                     f"{student.get('teacher_layers')} layers ({student.get('layer_map')}) from run "
+                     f"`{student.get('teacher')}`, T {student.get('temperature')}, alpha {student.get('alpha')}")
+        for split, d in (student.get("accuracy_vs_teacher") or {}).items():
+            lines.append(f"  - {split} accuracy {d['student']:.4f} vs teacher {d['teacher']:.4f} "
+                         f"({d['delta_points']:+.2f} points)")
     labels = m.get("labels") or []
     if labels:
         shown = ", ".join(f"`{x}`" for x in labels[:20]) + (" ..." if len(labels) > 20 else "")
@@ -39,7 +47,14 @@ def model_card(m: dict) -> str:
                      f"| {_num(t.get('batch32_items_per_s'), '.1f')} |")
     for v, why in (m.get("rejected") or {}).items():
         lines.append(f"| ~~{v}~~ | not shipped | {why} | | |")
-    lines += _int8_candidates(m)
+    lines += _candidates(m, "int8_candidates", "INT8 candidates")
+    lines += _int8_notes(m)
+    lines += _candidates(m, "openvino_candidates", "OpenVINO candidates (run by OpenVINO, not onnxruntime)")
+    ov = (m.get("parity") or {}).get("openvino") or {}
+    if ov.get("why"):
+        lines += ["", f"Why `openvino` ships: {ov['why']}; precision {ov.get('inference_precision')}. "
+                      "A runtime without OpenVINO (`pip install 'tuneforge[openvino]'`) serves the fastest "
+                      "measured onnxruntime variant instead."]
     lines += ["", "Defaults per execution provider (what `Predictor.load` picks):", ""]
     lines += [f"- {p}: `{v}`" for p, v in m["defaults"].items()]
     machine = (m.get("measurements") or {}).get("machine")
@@ -72,13 +87,13 @@ def model_card(m: dict) -> str:
     return "\n".join(lines)
 
 
-def _int8_candidates(m: dict) -> list[str]:
-    """Every INT8 candidate the export built: accuracy delta, speed, and why one shipped."""
+def _candidates(m: dict, key: str, title: str) -> list[str]:
+    """Every candidate of one kind the export built: accuracy delta, speed, which one shipped."""
     parity = m.get("parity") or {}
-    cands = parity.get("int8_candidates") or []
+    cands = parity.get(key) or []
     if not cands:
         return []
-    lines = ["", "### INT8 candidates", "",
+    lines = ["", f"### {title}", "",
              "| candidate | parity | accuracy delta vs PyTorch (pts) | CPU batch-1 p50 (ms) "
              "| CPU batch-32 (items/s) | shipped |", "| --- | --- | --- | --- | --- | --- |"]
     for c in cands:
@@ -89,6 +104,13 @@ def _int8_candidates(m: dict) -> list[str]:
                      f"{_num(p.get('agreement'))} | {_num(delta, '+.2f')} "
                      f"| {_num(t.get('batch1_p50_ms'), '.2f')} "
                      f"| {_num(t.get('batch32_items_per_s'), '.1f')} | {'yes' if c.get('chosen') else ''} |")
+    return lines
+
+
+def _int8_notes(m: dict) -> list[str]:
+    parity, lines = m.get("parity") or {}, []
+    if not parity.get("int8_candidates"):
+        return lines
     calib = parity.get("int8_calibration") or {}
     if calib.get("rows"):
         lines += ["", f"Static candidates were calibrated on {calib['rows']} training texts "

@@ -67,16 +67,16 @@ def time_runs(runs: dict, single: list[dict], bulk: list[dict], *, rounds: int =
 
 def time_variants(paths: dict, single, bulk, *, threads: int, provider: str,
                   rounds: int = 3) -> dict[str, dict]:
-    """Open a session per variant file and time them all round-robin on ``provider``."""
-    from ..runtime.session import Runner, create_session
+    """Open a runner per variant file (onnxruntime on ``provider``; OpenVINO for an ``.xml`` IR)
+    and time them all round-robin."""
+    from ..runtime.session import open_runner
 
-    runs, used = {}, {}
-    for name, path in paths.items():
-        session, used[name] = create_session(path, [provider], threads)
-        runs[name] = Runner(session, used[name])
+    runs = {name: open_runner(path, threads, [provider]) for name, path in paths.items()}
     result = time_runs(runs, single, bulk, rounds=rounds)
-    for name in result:
-        result[name]["provider"] = used[name]
+    for name, run in runs.items():
+        result[name]["provider"] = run.provider
+        if run.engine != "onnxruntime":
+            result[name]["engine"] = run.engine
     return result
 
 

@@ -84,11 +84,12 @@ def torch_reference(model, data: ParityData) -> None:
     data.ref_metric = task_metric(data, data.ordered(outs))
 
 
-def ort_outputs(path, data: ParityData, threads: int) -> list[np.ndarray]:
-    from ..runtime.session import CPU, Runner, create_session
+def ort_outputs(path, data: ParityData, threads: int, runner=None) -> list[np.ndarray]:
+    """The graph's outputs on every parity batch, on CPU (onnxruntime, or OpenVINO for an ``.xml``
+    IR); ``runner``: one already opened."""
+    from ..runtime.session import open_runner
 
-    session, provider = create_session(path, [CPU], threads)
-    run = Runner(session, provider)
+    run = runner if runner is not None else open_runner(path, threads)
     return [np.asarray(run(b.feed), dtype=np.float32) for b in data.batches]
 
 

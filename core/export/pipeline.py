@@ -29,6 +29,10 @@ def run_export(run_dir, *, out_dir="exports", name=None, version=None, variants=
         raise UsageError(f"max_metric_drop must be a number of points >= 0, got {max_metric_drop!r}")
     plan = planner.plan_export(variants)
     methods = quantize.check_methods(int8_methods)
+    if variants is not None and planner.OPENVINO in plan:  # asked for by name: fail now, not later
+        from ..runtime import ov_runner
+
+        ov_runner.require()
     if isinstance(triton, str) and not isinstance(triton, bool):
         triton = planner.check_variant_name(triton)
     key = None
@@ -183,15 +187,20 @@ def _build(run, target, plan, max_drop, do_measure, want_triton, say, methods=qu
             rejected["fp16"] = res["reason"]
             dst.unlink()
 
+    ov = []
+    if planner.OPENVINO in plan:
+        ov = openvino_candidates(paths, int8, work, data, threads, max_drop, say, rejected)
+
     timings, measurements = {}, {}
     if do_measure:
         single, bulk = measure.timing_batches(tokenizer, run.rows, inputs, pairs=run.uses_pairs)
         todo = {v: paths[v] for v in ("fp32", "fp32_opt") if v in paths}
         todo.update({c["candidate"]: c["path"] for c in int8 if c["parity"]["passed"]})
+        todo.update({c["candidate"]: c["path"] for c in ov if c["parity"]["passed"]})
         say(f"timing {len(todo)} graphs on CPU ({threads} threads): " + ", ".join(todo))
         timed = measure.time_variants(todo, single, bulk, threads=threads, provider=CPU)
         timings = {v: timed[v] for v in ("fp32", "fp32_opt") if v in timed}
-        for c in int8:
+        for c in int8 + ov:
             if c["candidate"] in timed:
                 c["timing"] = timed[c["candidate"]]
     int8_description = None
@@ -212,6 +221,8 @@ def _build(run, target, plan, max_drop, do_measure, want_triton, say, methods=qu
                 timings["int8"] = best["timing"]
         results["int8_candidates"] = [
             {k: v for k, v in c.items() if k != "path"} | {"chosen": c is best} for c in int8]
+    if ov:
+        ship_openvino(ov, paths, timings, results, rejected, tmp, do_measure)
     shutil.rmtree(work)
     if do_measure:
         measurements = {"machine": measure.machine(), "threads": threads, "method": (
@@ -243,6 +254,10 @@ def _build(run, target, plan, max_drop, do_measure, want_triton, say, methods=qu
                    "size": paths[v].stat().st_size} for v in planner.VARIANTS if v in paths}
     if int8_description and "int8" in shipped:
         shipped["int8"]["description"] = int8_description
+    if planner.OPENVINO in shipped:
+        shipped[planner.OPENVINO].update(description=results[planner.OPENVINO]["description"],
+                                         engine="openvino", size=paths[planner.OPENVINO].stat().st_size
+                                         + paths[planner.OPENVINO].with_suffix(".bin").stat().st_size)
     manifest = {
         "schema_version": bundle.SCHEMA_VERSION, "name": target.name, "version": target.version,
         "task": run.task, "kind": model.spec.kind,
@@ -258,6 +273,98 @@ def _build(run, target, plan, max_drop, do_measure, want_triton, say, methods=qu
     manifest["files"] = bundle.file_table(tmp)
     checked = bundle.BundleManifest.from_dict(json.loads(json.dumps(manifest, default=str)))
     write_json(tmp / bundle.MANIFEST, checked.to_dict())
+
+
+def openvino_candidates(paths, int8, work, data, threads, max_drop, say, rejected) -> list[dict]:
+    """OpenVINO IRs of the plain FP32 graph and of each static INT8 (QDQ) graph that passed parity
+    (OpenVINO runs QDQ graphs in INT8; it cannot read the dynamic graphs' contrib ops), each
+    through the parity gate at the precision OpenVINO picks on this CPU."""
+    from ..runtime import ov_runner
+
+    reason = ov_runner.unavailable()
+    if reason:
+        rejected[planner.OPENVINO] = f"{reason}: not built ({ov_runner.INSTALL_HINT})"
+        say(f"no openvino variant: {reason}")
+        return []
+    sources = [("fp32", paths["fp32"], "plain FP32 graph")]
+    sources += [(c["candidate"], c["path"], "static INT8 QDQ graph") for c in int8
+                if c["method"] == "static" and c["parity"].get("passed")]
+    out = []
+    for source, src, what in sources:
+        name = f"openvino[{source}]"
+        say(f"converting {name} (OpenVINO IR)")
+        dst = work / f"ov-{len(out)}.xml"
+        info = ov_runner.convert(src, dst)
+        runner = ov_runner.OpenVINORunner(dst, threads)
+        res = parity.check_lossy(planner.OPENVINO, data, parity.ort_outputs(dst, data, threads, runner),
+                                 max_metric_drop=max_drop)
+        res["inference_precision"] = runner.precision
+        del runner
+        out.append({"candidate": name, "source": source, "path": dst, "parity": res,
+                    "description": f"OpenVINO {info['openvino']} IR of the {what} ({source}), "
+                                   f"{runner_precision_words(res['inference_precision'])}, for CPU",
+                    "size": dst.stat().st_size + dst.with_suffix(".bin").stat().st_size})
+    return out
+
+
+def runner_precision_words(precision: str) -> str:
+    return {"bf16": "computed in BF16 by OpenVINO on this CPU (AMX / AVX-512 BF16)",
+            "f32": "computed in FP32"}.get(precision, f"inference precision {precision}")
+
+
+def ship_openvino(ov, paths, timings, results, rejected, tmp, measured) -> None:
+    """Keep the best OpenVINO candidate only where it was measured faster than every onnxruntime
+    variant at batch 1 or at batch 32; say why in the manifest either way."""
+    results["openvino_candidates"] = [{k: v for k, v in c.items() if k != "path"} for c in ov]
+    passed = [c for c in ov if c["parity"].get("passed")]
+    if not passed:
+        rejected[planner.OPENVINO] = "no OpenVINO candidate passed parity: " + "; ".join(
+            f"{c['candidate']}: {c['parity'].get('reason')}" for c in ov)
+        return
+    timed = [c for c in passed if c.get("timing")]
+    if not measured or not timed or not timings:
+        rejected[planner.OPENVINO] = ("not measured (--no-measure): OpenVINO is shipped only where "
+                                      "the export measured it faster than onnxruntime")
+        return
+    b1 = min(timings, key=lambda v: timings[v]["batch1_p50_ms"])
+    b32 = max(timings, key=lambda v: timings[v]["batch32_items_per_s"])
+    wins_b1 = [c for c in timed if c["timing"]["batch1_p50_ms"] < timings[b1]["batch1_p50_ms"]]
+    wins_b32 = [c for c in timed if c["timing"]["batch32_items_per_s"] > timings[b32]["batch32_items_per_s"]]
+    # a batch-1 win first (the latency a request sees, the rule every CPU default follows), then
+    # a batch-32 win (bulk scoring); among the winners the most accurate of the fastest
+    if wins_b1:
+        best = quantize.pick_int8(wins_b1)
+    elif wins_b32:
+        top = max(c["timing"]["batch32_items_per_s"] for c in wins_b32)
+        best = max((c for c in wins_b32 if c["timing"]["batch32_items_per_s"] >= top / 1.10),
+                   key=lambda c: (c["parity"].get("agreement") or 0.0, -(c["parity"].get("drop_points") or 0.0)))
+    else:
+        best = None
+
+    def versus(c):
+        t = c["timing"]
+        return (f"{c['candidate']} batch-1 p50 {t['batch1_p50_ms']:.2f} ms vs {b1} "
+                f"{timings[b1]['batch1_p50_ms']:.2f} ms; batch 32 {t['batch32_items_per_s']:.0f} vs {b32} "
+                f"{timings[b32]['batch32_items_per_s']:.0f} items/s")
+    for c in results["openvino_candidates"]:
+        c["chosen"] = best is not None and c["candidate"] == best["candidate"]
+    if best is None:
+        rejected[planner.OPENVINO] = ("measured slower than onnxruntime on this machine ("
+                                      + "; ".join(versus(c) for c in timed) + ")")
+        return
+    t = best["timing"]
+    faster_b1 = any(c is best for c in wins_b1)
+    faster_b32 = any(c is best for c in wins_b32)
+    dst = tmp / planner.VARIANT_FILES[planner.OPENVINO]
+    best["path"].replace(dst)
+    best["path"].with_suffix(".bin").replace(dst.with_suffix(".bin"))
+    paths[planner.OPENVINO] = dst
+    timings[planner.OPENVINO] = t
+    faster = " and ".join(w for w, f in (("batch 1", faster_b1), ("batch 32", faster_b32)) if f)
+    results[planner.OPENVINO] = dict(best["parity"], candidate=best["candidate"],
+                                     description=best["description"],
+                                     why=f"passed parity and measured faster than every onnxruntime "
+                                         f"variant at {faster} ({versus(best)})")
 
 
 def tokenizer_info(encoder_dir: Path, model) -> dict:
@@ -293,10 +400,26 @@ def postprocess_config(model, run) -> dict:
 
 
 def run_section(run) -> dict:
-    return {"id": run.run_id, "task": run.task, "created": run.run.get("created"),
-            "path": str(run.path), "mode": run.config.get("mode"), "metrics": run.metrics,
-            "data_sha256": run.run.get("data_sha256"), "versions": run.run.get("versions"),
-            "parity_split": run.split, "parity_rows": len(run.rows)}
+    out = {"id": run.run_id, "task": run.task, "created": run.run.get("created"),
+           "path": str(run.path), "mode": run.config.get("mode"), "metrics": run.metrics,
+           "data_sha256": run.run.get("data_sha256"), "versions": run.run.get("versions"),
+           "parity_split": run.split, "parity_rows": len(run.rows)}
+    if isinstance(run.run.get("distill"), dict):
+        out["distilled_from"] = distill_section(run.run["distill"], run.metrics)
+    return out
+
+
+def distill_section(info: dict, metrics: dict) -> dict:
+    """What a distilled student came from, and its accuracy delta against the teacher per split."""
+    teacher = info.get("teacher_metrics") or {}
+    delta = {}
+    for split, values in (metrics or {}).items():
+        t, s = (teacher.get(split) or {}).get("accuracy"), (values or {}).get("accuracy")
+        if isinstance(t, (int, float)) and isinstance(s, (int, float)):
+            delta[split] = {"student": s, "teacher": t, "delta_points": round(100.0 * (s - t), 3)}
+    return {"teacher": info.get("teacher_id"), "teacher_layers": info.get("teacher_layers"),
+            "layer_map": info.get("layer_map"), "temperature": info.get("temperature"),
+            "alpha": info.get("alpha"), "accuracy_vs_teacher": delta}
 
 
 def library_versions() -> dict:

@@ -12,7 +12,12 @@ variant        CPU          CUDA         TensorRT         file
 ``fp32_opt``   ok           ok           not recommended  ``model.opt.onnx``
 ``int8``       ok           refused      refused          ``model.int8.onnx``
 ``fp16``       not recomm.  ok           ok               ``model.fp16.onnx``
+``openvino``   ok (*)       refused      refused          ``model.ov.xml`` + ``.bin``
 =============  ===========  ===========  ===============  ==================
+
+(*) run by the OpenVINO runtime, not onnxruntime (``pip install 'tuneforge[openvino]'``); the
+exporter builds it only where OpenVINO is installed, and a runtime without OpenVINO falls back to
+the fastest measured onnxruntime variant.  It is never a default unless it was measured fastest.
 """
 
 from __future__ import annotations
@@ -28,15 +33,18 @@ PROVIDERS = (TENSORRT, CUDA, CPU)  # preference order of the runtime
 GPU_PROVIDERS = (TENSORRT, CUDA)
 _SHORT = {"cpu": CPU, "cuda": CUDA, "gpu": CUDA, "tensorrt": TENSORRT, "trt": TENSORRT}
 
-VARIANTS = ("fp32", "fp32_opt", "int8", "fp16")
+VARIANTS = ("fp32", "fp32_opt", "int8", "fp16", "openvino")
 VARIANT_FILES = {"fp32": "model.onnx", "fp32_opt": "model.opt.onnx",
-                 "int8": "model.int8.onnx", "fp16": "model.fp16.onnx"}
+                 "int8": "model.int8.onnx", "fp16": "model.fp16.onnx", "openvino": "model.ov.xml"}
+OPENVINO = "openvino"          # the one variant onnxruntime does not run (see runtime.openvino)
 VARIANT_DESCRIPTIONS = {
     "fp32": "FP32, plain graph from torch.onnx.export (the reference)",
     "fp32_opt": "FP32, ORT transformer optimizer fusions (Attention, LayerNorm, GELU)",
     "int8": "INT8 for CPU: dynamic (quantize_dynamic) or static QDQ (quantize_static, calibrated "
             "on training texts), whichever candidate the export measured fastest within parity",
     "fp16": "FP16 weights and compute, FP32 inputs/outputs, for CUDA",
+    "openvino": "OpenVINO IR for CPU (from the plain FP32 graph or the static INT8 QDQ graph, "
+                "whichever candidate the export measured fastest within parity), run by OpenVINO",
 }
 
 OK, NOT_RECOMMENDED, REFUSED = "ok", "not_recommended", "refused"
@@ -60,6 +68,10 @@ _MATRIX: dict[tuple[str, str], tuple[str, str]] = {
     ("int8", TENSORRT): (REFUSED, "TensorRT INT8 needs a calibrated QDQ graph, not dynamic "
                                   "quantisation"),
     ("fp16", TENSORRT): (OK, "FP16 graph for TensorRT"),
+    ("openvino", CPU): (OK, "OpenVINO runtime on CPU (needs the openvino package); shipped as the "
+                            "default only where the export measured it fastest"),
+    ("openvino", CUDA): (REFUSED, "an OpenVINO IR runs on OpenVINO's CPU plugin, not on CUDA"),
+    ("openvino", TENSORRT): (REFUSED, "an OpenVINO IR is not a TensorRT input"),
 }
 # Order used when nothing was measured (first passing one wins).
 _HEURISTIC = {CPU: ("int8", "fp32_opt", "fp32"), CUDA: ("fp16", "fp32_opt", "fp32"),

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import BundleError, UsageError
 from ..export.bundle import BundleManifest, load_manifest, resolve_bundle_dir, verify_bundle
-from ..export.planner import GPU_PROVIDERS, NOT_RECOMMENDED, OK, check_combo, check_variant_name, support
+from ..export.planner import GPU_PROVIDERS, NOT_RECOMMENDED, OK, OPENVINO, check_combo, check_variant_name, support
 from .postprocess import Postprocessor, Prediction, l2_normalize, sigmoid
 from .session import Runner, available_cpus, choose_providers, create_session
 from .tokenization import BundleTokenizer, check_texts
@@ -34,7 +34,8 @@ class Predictor:
         self.postprocessor = Postprocessor(post)
         self.runner, self.variant, self.threads = runner, variant, threads
         self.provider = runner.provider
-        self.providers = runner.session.get_providers()
+        self.providers = runner.providers
+        self.engine = runner.engine       # "onnxruntime", or "openvino" for that variant
         self.fallback_reason = fallback_reason
         self.inputs = runner.input_names
         self.needs_pairs = bool(post.get("pairs"))
@@ -75,8 +76,8 @@ class Predictor:
                     check_combo(variant, p)
             choice.usable = [p for p in choice.usable if support(variant, p).runnable]
         chosen = variant or _default_variant(manifest, choice.usable[0])
-        path = root / manifest.variant_file(chosen)
-        session, used = create_session(path, choice.usable, threads)
+        runner = _open(root, manifest, chosen, choice.usable, threads)
+        used = runner.provider
         fallback = None
         gpu_wanted = [p for p in choice.wanted if p in GPU_PROVIDERS]
         if gpu_wanted and used not in GPU_PROVIDERS:
@@ -90,7 +91,7 @@ class Predictor:
                 log.info(fallback)
             if variant is None and _default_variant(manifest, used) != chosen:
                 chosen = _default_variant(manifest, used)
-                session, used = create_session(root / manifest.variant_file(chosen), [used], threads)
+                runner = _open(root, manifest, chosen, [used], threads)
         elif used in gpu_wanted and gpu_wanted.index(used) > 0:
             # a preferred GPU provider (TensorRT, without its libraries) was dropped for the next one
             fallback = f"running on {used}: " + "; ".join(
@@ -107,7 +108,7 @@ class Predictor:
         tok = manifest.tokenizer
         tokenizer = BundleTokenizer(root / tok["file"], max_length=tok["max_length"],
                                     pad_id=tok.get("pad_id", 0))
-        return cls(root, manifest, post, tokenizer, Runner(session, used), chosen, threads, fallback)
+        return cls(root, manifest, post, tokenizer, runner, chosen, threads, fallback)
 
     # -- predicting ----------------------------------------------------------
     def predict(self, texts: list[str], text_pairs: list[str] | None = None,
@@ -189,7 +190,7 @@ class Predictor:
     def info(self) -> dict:
         m = self.manifest
         return {"model": m.model_id, "name": m.name, "version": m.version, "task": m.task,
-                "kind": m.kind, "variant": self.variant, "provider": self.provider,
+                "kind": m.kind, "variant": self.variant, "engine": self.engine, "provider": self.provider,
                 "providers": self.providers, "threads": self.threads,
                 "fallback_reason": self.fallback_reason, "labels": len(m.labels)}
 
@@ -198,14 +199,45 @@ class Predictor:
                 f"provider={self.provider}, threads={self.threads})")
 
 
+def _open(root: Path, manifest: BundleManifest, variant: str, providers: list[str], threads: int):
+    """The runner for ``variant``: an onnxruntime session, or OpenVINO for the openvino variant
+    (at the inference precision its parity gate saw, where this CPU has it)."""
+    path = root / manifest.variant_file(variant)
+    if variant == OPENVINO:
+        from .ov_runner import OpenVINORunner
+
+        checked = (manifest.parity.get(OPENVINO) or {}).get("inference_precision")
+        return OpenVINORunner(path, threads, precision=checked)
+    return Runner(*create_session(path, providers, threads))
+
+
 def _default_variant(manifest: BundleManifest, provider: str) -> str:
     chosen = manifest.defaults.get(provider)
+    if chosen == OPENVINO and chosen in manifest.variants:
+        from .ov_runner import unavailable
+
+        reason = unavailable()
+        if reason is None:
+            return chosen
+        chosen = _fastest_onnxruntime_variant(manifest, provider)
+        log.info("bundle %s: its default %s variant is openvino, but %s; running %s (the fastest "
+                 "onnxruntime variant the export measured) instead", manifest.model_id, provider,
+                 reason, chosen)
     if chosen in manifest.variants:
         return chosen
     for v in manifest.variants:
-        if support(v, provider).level == OK:
+        if support(v, provider).level == OK and v != OPENVINO:
             return v
     return "fp32" if "fp32" in manifest.variants else next(iter(manifest.variants))
+
+
+def _fastest_onnxruntime_variant(manifest: BundleManifest, provider: str) -> str | None:
+    timed = (manifest.measurements or {}).get(provider) or {}
+    usable = {v: t for v, t in timed.items() if v in manifest.variants and v != OPENVINO
+              and isinstance(t, dict) and t.get("batch1_p50_ms") and support(v, provider).level == OK}
+    if usable:
+        return min(usable, key=lambda v: usable[v]["batch1_p50_ms"])
+    return next((v for v in ("int8", "fp32_opt", "fp32") if v in manifest.variants), None)
 
 
 def _read_json(path: Path) -> dict:

@@ -141,6 +141,16 @@ def create_session(path: str | Path, providers: list[str], threads: int):
     return session, session.get_providers()[0]
 
 
+def open_runner(path: str | Path, threads: int, providers=(CPU,), precision: str | None = None):
+    """A runner for one graph file: an OpenVINO IR (``.xml``) on OpenVINO, anything else on an
+    onnxruntime session over ``providers``.  ``precision``: OpenVINO's inference precision."""
+    if str(path).endswith(".xml"):
+        from .ov_runner import OpenVINORunner
+
+        return OpenVINORunner(path, threads, precision=precision)
+    return Runner(*create_session(path, list(providers), threads))
+
+
 class Runner:
     """Runs a session; on a GPU provider it binds inputs/outputs to device memory (IO binding)."""
 
@@ -150,6 +160,9 @@ class Runner:
         self.output_names = [o.name for o in session.get_outputs()]
         self.input_names = [i.name for i in session.get_inputs()]
         self.io_binding = provider in GPU_PROVIDERS
+        self.providers = session.get_providers()
+
+    engine = "onnxruntime"
 
     def __call__(self, feed: dict[str, np.ndarray]) -> np.ndarray:
         if self.io_binding:  # pragma: no cover - needs a GPU

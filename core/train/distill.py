@@ -34,7 +34,9 @@ class DistillConfig:
     layer_map: list[int] | None = None  # teacher layer for each student layer (default: evenly spaced)
     temperature: float = 2.0
     alpha: float = 0.5                 # weight of the KL term; 1 - alpha on the labels
-    epochs: float = 3.0
+    # 6, chosen on the validation split (BANKING77 + the bot's rows, 3-layer student of a 6-layer
+    # full-FT teacher at 0.9066): 3 epochs 0.8942, 6 epochs 0.9058; alpha 0.9 / T 4 at 6 epochs 0.9033
+    epochs: float = 6.0
     learning_rate: float = 1e-4
     batch_size: int | None = None
     max_length: int | None = None
