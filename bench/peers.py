@@ -251,7 +251,9 @@ def make_contender(name: str, spec: dict):
         tok = p.manifest.tokenizer
         if tok["max_length"] != MAX_LEN:  # same truncation as the peers
             p.tokenizer = BundleTokenizer(p.root / tok["file"], max_length=MAX_LEN, pad_id=tok.get("pad_id", 0))
+        student = p.manifest.run.get("distilled_from") or {}
         info = {"variant": p.variant, "engine": p.engine, "threads": p.threads,
+                "student_layers": len(student.get("layer_map") or []) or None,
                 "int8_candidate": (p.manifest.parity.get("int8") or {}).get("candidate"),
                 "openvino_candidate": (p.manifest.parity.get("openvino") or {}).get("candidate")}
         if how == "tf-emb":
@@ -356,10 +358,9 @@ CONTENDERS: dict[str, dict] = {
                                                    "variant": "openvino"},
     "tuneforge CPU default (what Predictor.load serves here)": {"kind": "cls", "venv": "tf", "how": "tf-cls",
                                                                 "bundle": "bundle"},
-    "tuneforge student (3 layers), CPU default": {"kind": "cls", "venv": "tf", "how": "tf-cls",
-                                                  "bundle": "student_bundle"},
-    "tuneforge student (3 layers), INT8": {"kind": "cls", "venv": "tf", "how": "tf-cls",
-                                           "bundle": "student_bundle", "variant": "int8"},
+    "tuneforge student, CPU default": {"kind": "cls", "venv": "tf", "how": "tf-cls", "bundle": "student_bundle"},
+    "tuneforge student, INT8": {"kind": "cls", "venv": "tf", "how": "tf-cls", "bundle": "student_bundle",
+                                "variant": "int8"},
     "sentence-transformers torch": {"kind": "emb", "venv": "peers", "how": "st", "backend": "torch"},
     "sentence-transformers ONNX INT8": {"kind": "emb", "venv": "peers", "how": "st", "backend": "onnx",
                                         "file": "onnx/model_qint8_{target}.onnx"},
