@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test test-slow fuzz bench bench-peers pg clean
+.PHONY: setup demo test test-slow fuzz bench bench-peers bench-few-shot pg clean
 
 setup: $(STAMP)
 
@@ -49,6 +49,18 @@ bench-peers: setup $(PEERS_VENV)/.installed-stamp
 		$(if $(PEERS_STUDENT),--student-bundle $(PEERS_STUDENT)) \
 		$(if $(PEERS_ENCODER),--encoder-bundle $(PEERS_ENCODER)) \
 		--peers-python $(PEERS_VENV)/bin/python $(PEERS_ARGS)
+
+# few-shot / zero-shot on BANKING77 beside frozen-encoder + logistic regression and the setfit library
+# (bench/few_shot.py); setfit gets its own venv: it needs transformers 4.x
+SETFIT_VENV ?= .venv-setfit
+$(SETFIT_VENV)/.installed-stamp: bench/setfit-requirements.txt constraints.txt
+	test -x $(SETFIT_VENV)/bin/python || $(PYTHON) -m venv $(SETFIT_VENV)
+	$(SETFIT_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt \
+		-r bench/setfit-requirements.txt
+	touch $@
+
+bench-few-shot: setup $(SETFIT_VENV)/.installed-stamp
+	$(BIN)/python bench/few_shot.py --setfit-python $(SETFIT_VENV)/bin/python $(FEWSHOT_ARGS)
 
 # a throw-away PostgreSQL server for the PostgreSQL tests (the one .ci/run starts):
 #   eval "$$(make -s pg)"; make test; .ci/pg stop "$$TUNEFORGE_PG_DIR"

@@ -17,7 +17,7 @@ from typing import Any
 
 from .errors import ConfigError
 
-MODES = ("full", "lora", "top-k", "head", "few-shot")
+MODES = ("full", "lora", "top-k", "head", "few-shot", "zero-shot")
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 METRICS = ("auto", "accuracy", "macro_f1", "micro_f1", "loss", "spearman", "recall@1")
 
@@ -40,7 +40,16 @@ class TrainConfig:
     lora_targets: list[str] = field(default_factory=lambda: ["query", "key", "value", "dense"])
     train_word_embeddings: bool = True   # mode full: false freezes the vocab x hidden embedding table
     few_shot_per_class: int = 8        # mode few-shot: examples kept per class (<= 64)
-    few_shot_pairs: int = 20           # mode few-shot: contrastive pairs per example
+    few_shot_pairs: int = 20           # mode few-shot, loss "pairs": contrastive pairs per example
+    few_shot_loss: str = "supcon"      # mode few-shot: "supcon" (class-balanced, hard batches) or "pairs"
+    few_shot_epochs: float = 10.0      # mode few-shot, loss "supcon": passes over the examples + anchors
+    few_shot_classes_per_batch: int = 16   # mode few-shot, loss "supcon": classes in one batch (4 rows each)
+    few_shot_temperature: float = 0.05     # mode few-shot, loss "supcon": softmax temperature
+    few_shot_head_epochs: float = 50.0     # modes few-shot / zero-shot: epochs of the head stage (cached features)
+    label_anchors: bool = True         # few-shot / zero-shot: label names (+ descriptions) as examples
+    label_descriptions: str | None = None  # YAML/JSON file {label: description} (few-shot, zero-shot)
+    unlabelled: str | None = None      # zero-shot: unlabelled texts to self-train on (one per line / CSV)
+    self_train_per_class: int = 16     # zero-shot with unlabelled: most confident texts kept per class
     epochs: float = 3.0
     batch_size: int = 32
     eval_batch_size: int = 128
@@ -97,6 +106,17 @@ class TrainConfig:
         need(self.lora_r >= 1, f"lora_r must be >= 1, got {self.lora_r}")
         need(1 <= self.few_shot_per_class <= 64,
              f"few_shot_per_class must be in 1..64, got {self.few_shot_per_class}")
+        need(self.few_shot_loss in ("supcon", "pairs"), f"unknown few_shot_loss {self.few_shot_loss!r}",
+             "use supcon or pairs")
+        need(0 < self.few_shot_epochs <= 1000, f"few_shot_epochs must be in (0, 1000], got {self.few_shot_epochs}")
+        need(2 <= self.few_shot_classes_per_batch <= 4096,
+             f"few_shot_classes_per_batch must be in 2..4096, got {self.few_shot_classes_per_batch}")
+        need(0 < self.few_shot_head_epochs <= 10_000,
+             f"few_shot_head_epochs must be in (0, 10000], got {self.few_shot_head_epochs}")
+        need(0 < self.few_shot_temperature <= 10,
+             f"few_shot_temperature must be in (0, 10], got {self.few_shot_temperature}", "0.05 is usual")
+        need(1 <= self.self_train_per_class <= 10_000,
+             f"self_train_per_class must be in 1..10000, got {self.self_train_per_class}")
         need(8 <= self.max_length <= 8192, f"max_length must be in 8..8192, got {self.max_length}")
         need(0 <= self.augment < 1, f"augment must be in [0, 1), got {self.augment}")
         need(0 <= self.label_smoothing < 1, f"label_smoothing must be in [0, 1), got {self.label_smoothing}",

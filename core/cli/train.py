@@ -10,6 +10,9 @@ EXAMPLE = """\b
 Examples:
   tuneforge train --task support-intents --mode top-k --epochs 4
   tuneforge train --task text-classification --data reviews.csv --label-column stars --mode lora
+  tuneforge train --task support-intents --mode few-shot --few-shot-per-class 8
+  tuneforge train --task support-intents --mode zero-shot \
+      --label-descriptions plugins/support_bot/data/intent_descriptions.yaml
   tuneforge train --config train.toml --set learning_rate=3e-5
   tuneforge train --resume runs/support-intents-full-20261122-101500
 
@@ -26,8 +29,15 @@ def register(cli: click.Group) -> None:
     @click.option("--validation", type=click.Path(dir_okay=False), help="Validation file (default: split off --data).")
     @click.option("--test", type=click.Path(dir_okay=False), help="Test file (default: split off --data).")
     @click.option("--config", "-c", "config_file", type=click.Path(dir_okay=False), help="TOML config file.")
-    @click.option("--mode", "-m", type=click.Choice(["full", "lora", "top-k", "head", "few-shot"]),
-                  help="What learns: everything, LoRA adapters, the top k layers, the head, or SetFit-style few-shot.")
+    @click.option("--mode", "-m", type=click.Choice(["full", "lora", "top-k", "head", "few-shot", "zero-shot"]),
+                  help="What learns: everything, LoRA adapters, the top k layers, the head, few-shot (k examples "
+                       "per class, contrastive), or zero-shot (label names/descriptions only).")
+    @click.option("--few-shot-per-class", type=int, help="Mode few-shot: examples kept per class (default 8).")
+    @click.option("--label-descriptions", type=click.Path(exists=True, dir_okay=False),
+                  help="YAML/JSON {label: description}: anchors for few-shot, the classifier for zero-shot.")
+    @click.option("--unlabelled", type=click.Path(exists=True, dir_okay=False),
+                  help="Mode zero-shot: a file of unlabelled texts (one per line, or CSV/JSONL with a text "
+                       "column) to self-train on.")
     @click.option("--base-model", help="all-MiniLM-L6-v2 (default) or a local Hugging Face model folder.")
     @click.option("--epochs", type=float)
     @click.option("--batch-size", type=int)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -129,11 +130,20 @@ def run_training(task: TaskSpec, config: TrainConfig, pm, *, progress: bool = Tr
         "classification", "multilabel", "token") else None
     spec = ModelSpec(kind=task.kind, labels=list(labels.labels) if labels else [],
                      base_model=config.base_model or task.base_model, max_length=config.max_length)
-    if config.mode == "few-shot" and task.kind != "classification":
-        raise ConfigError("mode few-shot is for classification tasks", hint="use --mode full or lora")
+    if config.mode in ("few-shot", "zero-shot") and task.kind != "classification":
+        raise ConfigError(f"mode {config.mode} is for classification tasks", hint="use --mode full or lora")
+    if config.unlabelled and config.mode != "zero-shot":
+        raise ConfigError("unlabelled texts are used by mode zero-shot (self-training)",
+                          hint="add --mode zero-shot, or drop --unlabelled")
+    descriptions = {}
+    if config.label_descriptions:
+        from .zeroshot import load_label_descriptions
+
+        descriptions = load_label_descriptions(config.label_descriptions, spec.labels)
     set_seed(config.seed)  # the new head's initial weights depend on it
     model, tokenizer = build_task_model(spec, dropout=config.dropout)
-    summary = apply_mode(model, "head" if config.mode == "few-shot" else config.mode, top_k=config.top_k,
+    label_only = config.mode in ("few-shot", "zero-shot")
+    summary = apply_mode(model, "head" if label_only else config.mode, top_k=config.top_k,
                          train_word_embeddings=config.train_word_embeddings,
                          lora={"r": config.lora_r, "alpha": config.lora_alpha,
                                "dropout": config.lora_dropout, "targets": config.lora_targets})
@@ -156,20 +166,33 @@ def run_training(task: TaskSpec, config: TrainConfig, pm, *, progress: bool = Tr
             f"mode {config.mode}, {summary['trainable_params']:,} of {summary['total_params']:,} "
             f"parameters train" + (f", {summary['frozen_layers']} frozen layers cached"
                                    if summary["frozen_layers"] and config.cache_frozen else ""), progress)
-        if config.mode == "few-shot":
+        extra = {}
+        if label_only:  # no big labelled validation set to choose on: fixed settings, no selection
             from .fewshot import contrastive_pretrain
 
-            contrastive_pretrain(model, feats["train"], config, tokenizer.pad_token_id, progress=progress)
-        trainer = Trainer(model, config, summary=summary, pad_id=tokenizer.pad_token_id,
+            train_feats, extra = label_only_training_set(model, tokenizer, task, config, spec, descriptions,
+                                                         feats["train"], enc, progress)
+            if train_feats is not None:
+                extra["contrastive"] = contrastive_pretrain(model, train_feats, config, tokenizer.pad_token_id,
+                                                            progress=progress)
+        # few-shot / zero-shot: the head stage runs few_shot_head_epochs over cached features
+        stage_cfg = replace(config, epochs=config.few_shot_head_epochs) if label_only else config
+        trainer = Trainer(model, stage_cfg, summary=summary, pad_id=tokenizer.pad_token_id,
                           special_ids=set(tokenizer.all_special_ids), run_dir=run_dir, progress=progress)
-        fit = trainer.fit(feats["train"], feats["validation"])
+        if not label_only:
+            fit = trainer.fit(feats["train"], feats["validation"])
+        elif train_feats is not None:
+            fit = trainer.fit(train_feats, None)
+        else:
+            from .loop import FitResult
+
+            fit = FitResult()
         metrics = {"validation": trainer.evaluate(feats["validation"]),
                    "test": trainer.evaluate(feats["test"], use_cache=False)}
-        extra = {}
         if config.zero_shot_baseline and task.kind == "classification":
             from .zeroshot import zero_shot_metrics
 
-            extra["zero_shot_test"] = zero_shot_metrics(spec, test_ds, label_ids, config)
+            extra["zero_shot_test"] = zero_shot_metrics(spec, test_ds, label_ids, config, descriptions)
         model = merge_lora(trainer.model)
         _save_model_atomically(model, tokenizer, run_dir / "model")
         for name in ("checkpoint.pt", "best.pt"):
@@ -188,6 +211,42 @@ def run_training(task: TaskSpec, config: TrainConfig, pm, *, progress: bool = Tr
     pm.hook.tuneforge_train_end(task=task, config=config.to_dict(), run_dir=str(run_dir),
                                 metrics={k: headline(v) for k, v in metrics.items()})
     return RunResult(run_dir=run_dir, metrics=metrics, fit=fit_d)
+
+
+def label_only_training_set(model, tokenizer, task, config, spec, descriptions, train_feats, enc, progress):
+    """What modes few-shot and zero-shot train on: (features or None, facts for the report).
+
+    few-shot: the k examples per class + the label anchors.  zero-shot: the head becomes the label
+    vectors (nothing to train, None returned) -- or, with unlabelled texts, the most confident
+    pseudo-labelled texts per label + the anchors, trained like few-shot."""
+    from .features import concat_features
+    from .fewshot import anchor_texts
+    from .zeroshot import embed_texts, label_vectors, pseudo_label, read_unlabelled, set_head_to_vectors
+
+    labels = list(spec.labels)
+    anchors = Dataset([Example(text=t, label=lab) for lab in labels
+                       for t in anchor_texts(lab, descriptions.get(lab))], label_kind="single") \
+        if config.label_anchors or config.mode == "zero-shot" else None
+    facts = {"label_descriptions": len(descriptions), "anchors": len(anchors) if anchors else 0}
+    if config.mode == "few-shot":
+        log(f"few-shot: {len(train_feats)} examples ({config.few_shot_per_class} per class) + "
+            f"{facts['anchors']} label anchors; loss {config.few_shot_loss}", progress)
+        return (concat_features(train_feats, enc(anchors)) if anchors else train_feats), facts
+    model.encoder.eval()
+    vecs = label_vectors(model.encoder, tokenizer, labels, descriptions, config.max_length)
+    if not config.unlabelled:
+        set_head_to_vectors(model, tokenizer, vecs, anchors.texts(), config.max_length)
+        log(f"zero-shot: {len(labels)} label vectors from {facts['anchors']} anchors "
+            f"({len(descriptions)} descriptions)", progress)
+        return None, facts
+    texts = read_unlabelled(config.unlabelled, config.columns)
+    chosen = pseudo_label(embed_texts(model.encoder, tokenizer, texts, config.max_length), vecs,
+                          config.self_train_per_class)
+    pseudo = Dataset([Example(text=texts[i], label=labels[c]) for i, c in chosen], label_kind="single")
+    facts.update(unlabelled=len(texts), pseudo_labelled=len(pseudo))
+    log(f"zero-shot self-training: {len(pseudo)} of {len(texts)} unlabelled texts pseudo-labelled "
+        f"(<= {config.self_train_per_class} per label) + {facts['anchors']} anchors", progress)
+    return concat_features(enc(pseudo), enc(anchors)), facts
 
 
 def set_seed(seed: int) -> None:

@@ -67,6 +67,13 @@ def encode(tokenizer, examples, kind: str, label_ids: dict[str, int], max_length
                     targets, pair_ids)
 
 
+def concat_features(a: Features, b: Features) -> Features:
+    """Rows of ``a`` then ``b`` (same kind; soft targets and pairs are not carried)."""
+    tt = None if a.token_type_ids is None or b.token_type_ids is None else a.token_type_ids + b.token_type_ids
+    return Features(list(a.input_ids) + list(b.input_ids), tt,
+                    np.concatenate([np.asarray(a.targets), np.asarray(b.targets)]))
+
+
 def length_grouped_batches(lengths: list[int], batch_size: int, rng: random.Random | None,
                            mega: int = 64) -> list[list[int]]:
     """Indices in batches of similar length.
