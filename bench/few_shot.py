@@ -22,8 +22,9 @@ Methods:
   ``LogisticRegression(max_iter=100)`` (MTEB's classification protocol).
 - ``setfit``: the setfit library (``SetFitModel`` + ``Trainer``, 20 iterations, 1 epoch, its
   defaults otherwise), run in its own venv (``--setfit-python``; it needs transformers 4.x).
-- ``zero-shot``: ``tuneforge train --mode zero-shot`` from the names (+ descriptions); once, not
-  per k or seed.
+- ``zero-shot``: ``tuneforge train --mode zero-shot`` from the names, + descriptions, + self-training
+  on the official training questions *without their labels* (``--unlabelled``); once, not per k or
+  seed.
 
 Each row: accuracy and macro-F1 on the test file and the training wall time.  The summary gives
 per (method, k) the mean over seeds ± the 95 % t-interval.  Results: ``bench/results/few_shot.json``
@@ -212,7 +213,16 @@ def setfit_worker(spec: dict) -> None:
                       "settings": {"num_iterations": spec["iterations"], "num_epochs": 1, "batch_size": 16}}))
 
 
-def run_zero_shot(args, descriptions: bool) -> dict:
+def unlabelled_pool() -> Path:
+    """The official training questions without their labels: the texts a bank has in its logs."""
+    path = WORK / "unlabelled-train-texts.txt"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("\n".join(t for t, _ in read_rows(BANKING / "train.csv")) + "\n", encoding="utf-8")
+    return path
+
+
+def run_zero_shot(args, descriptions: bool, self_train: bool = False) -> dict:
     from tuneforge.train import config_for_task, train
 
     train_csv, val_csv = sample_files(8, 0)   # only the label set is read from it
@@ -222,11 +232,14 @@ def run_zero_shot(args, descriptions: bool) -> dict:
                     max_length=64)
     if descriptions:
         settings["label_descriptions"] = str(DESCRIPTIONS)
+    if self_train:
+        settings["unlabelled"] = str(unlabelled_pool())
     t0 = time.perf_counter()
     result = train(config_for_task("text-classification", **settings), progress=False)
     m = result.metrics["test"]
     return {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
-            "train_seconds": round(time.perf_counter() - t0, 1), "descriptions": descriptions}
+            "train_seconds": round(time.perf_counter() - t0, 1), "descriptions": descriptions,
+            "self_training": self_train}
 
 
 def run_cv(k: int, seed: int, setting: dict, args) -> dict:
@@ -352,11 +365,11 @@ def main() -> None:
     for method in methods:
         name = method + (f"[{args.tag}]" if args.tag else "")
         if method == "zero-shot":
-            for desc in (False, True):
-                zname = name + ("+descriptions" if desc else "")
+            for desc, self_train in ((False, False), (True, False), (True, True)):
+                zname = name + ("+descriptions" if desc else "") + ("+self-training" if self_train else "")
                 if (zname, None, None) in done:
                     continue
-                row = {"method": zname, "k": None, "seed": None, **run_zero_shot(args, desc)}
+                row = {"method": zname, "k": None, "seed": None, **run_zero_shot(args, desc, self_train)}
                 data["rows"].append(row)
                 save_results(data)
                 print(f"{zname}: {row['accuracy']:.4f}", file=sys.stderr, flush=True)

@@ -1,8 +1,8 @@
 """Zero-shot classification from what the user gives: label names, descriptions, unlabelled texts.
 
-Each label becomes a vector: the mean of the normalised embeddings of its anchors (its name in a
-few templates, "a question about {label}", ..., and its description when there is one; see
-:func:`tuneforge.train.fewshot.anchor_texts`), normalised.  A text goes to the label whose vector
+Each label becomes a vector: the normalised mean of its name's embeddings in a few templates
+("a question about {label}", ...; :func:`tuneforge.train.fewshot.anchor_texts`), averaged with equal
+weight with its description's embedding when there is one, normalised.  A text goes to the label whose vector
 is nearest (cosine).  Mode ``zero-shot`` writes that classifier as an ordinary run (the head's
 rows are the label vectors), so it exports, serves and evaluates like any other.
 
@@ -89,16 +89,33 @@ def embed_texts(encoder, tokenizer, texts: list[str], max_length: int, batch_siz
 
 def label_vectors(encoder, tokenizer, labels: list[str], descriptions: dict[str, str] | None,
                   max_length: int) -> np.ndarray:
-    """[C, H]: each label's anchors embedded, averaged and normalised."""
-    texts, owner = [], []
+    """[C, H]: per label, the mean of its name in the templates and -- with equal weight -- its
+    description, normalised.  (Equal weight, not a mean over all anchors, chosen on 4,000 BANKING77
+    *training* questions: 0.696 against 0.667 for the plain mean; descriptions alone 0.677, names
+    alone 0.621.)"""
+    texts, owner, is_desc = [], [], []
     for i, lab in enumerate(labels):
-        for t in anchor_texts(lab, (descriptions or {}).get(lab)):
+        desc = (descriptions or {}).get(lab)
+        for t in anchor_texts(lab, None):
             texts.append(t)
             owner.append(i)
+            is_desc.append(False)
+        if desc:
+            texts.append(desc)
+            owner.append(i)
+            is_desc.append(True)
     vecs = embed_texts(encoder, tokenizer, texts, max_length)
-    owner = np.asarray(owner)
-    out = np.stack([vecs[owner == i].mean(0) for i in range(len(labels))])
-    return out / np.linalg.norm(out, axis=1, keepdims=True).clip(1e-9)
+    owner, is_desc = np.asarray(owner), np.asarray(is_desc)
+
+    def unit(v):
+        return v / np.linalg.norm(v, axis=-1, keepdims=True).clip(1e-9)
+
+    out = []
+    for i in range(len(labels)):
+        names = unit(vecs[(owner == i) & ~is_desc].mean(0))
+        desc = vecs[(owner == i) & is_desc]
+        out.append(unit(names + unit(desc[0])) if len(desc) else names)
+    return np.stack(out)
 
 
 @torch.no_grad()
