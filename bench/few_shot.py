@@ -202,7 +202,8 @@ def setfit_worker(spec: dict) -> None:
     t0 = time.perf_counter()
     trainer = Trainer(model=model, train_dataset=ds,
                       args=TrainingArguments(num_iterations=spec["iterations"], num_epochs=1, seed=spec["seed"],
-                                             batch_size=16, report_to="none"))
+                                             batch_size=16, report_to="none",
+                                             output_dir=str(WORK / "setfit-checkpoints")))
     trainer.train()
     seconds = time.perf_counter() - t0
     pred = [labels[int(i)] if not isinstance(i, str) else i
