@@ -149,8 +149,8 @@ _ENCODER = {}
 def _frozen_embed(texts: list[str]):
     import numpy as np
 
-    from tuneforge.models import resolve_model_path
     from tuneforge.modeling import load_encoder
+    from tuneforge.models import resolve_model_path
     from tuneforge.train.zeroshot import embed_texts
 
     if "m" not in _ENCODER:

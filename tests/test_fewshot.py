@@ -8,13 +8,16 @@ import random
 
 import numpy as np
 import pytest
+import test_train
 import torch
-from test_train import WORDS, data_dir, sentence, tiny_config  # noqa: F401 - fixture re-used
+from test_train import WORDS, sentence, tiny_config
 
 from tuneforge.errors import ConfigError, DataError
 from tuneforge.train import train
 from tuneforge.train.fewshot import anchor_texts, class_batches, label_prompt, supcon_loss
 from tuneforge.train.zeroshot import load_label_descriptions, pseudo_label
+
+data_dir = test_train.data_dir   # the engine tests' keyword data, as a fixture here too
 
 DESCRIPTIONS = {"pos": "great good excellent love nice", "neg": "bad awful terrible hate poor",
                 "mid": "okay average fine normal plain"}

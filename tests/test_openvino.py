@@ -14,8 +14,7 @@ from test_export_static import _with_training_file
 
 from tuneforge.errors import UsageError
 from tuneforge.export import export_run, measure
-from tuneforge.runtime import Predictor
-from tuneforge.runtime import ov_runner
+from tuneforge.runtime import Predictor, ov_runner
 
 pytest.importorskip("openvino", reason="the openvino extra is not installed (pip install 'tuneforge[openvino]')")
 

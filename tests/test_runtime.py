@@ -168,14 +168,14 @@ def test_tensorrt_dropped_for_cuda_says_why(cls, monkeypatch):
     so the session runs on CUDA -- fallback_reason must say why TensorRT is not used."""
     import onnxruntime
 
-    from tuneforge.runtime import predictor, session
+    from tuneforge.runtime import session
 
     _, bundle = cls
     why = "its libraries cannot load (libnvinfer.so.10: cannot open shared object file)"
     monkeypatch.setattr(session, "gpu_problem", lambda p: why if p == session.TENSORRT else None)
     real = session.create_session
     # pretend the first usable provider started (this machine has no GPU to start it on)
-    monkeypatch.setattr(predictor, "create_session",
+    monkeypatch.setattr(session, "create_session",
                         lambda path, providers, threads: (real(path, [CPU], threads)[0], providers[0]))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

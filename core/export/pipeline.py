@@ -335,9 +335,7 @@ def ship_openvino(ov, paths, timings, results, rejected, tmp, measured) -> None:
     if wins_b1:
         best = quantize.pick_int8(wins_b1)
     elif wins_b32:
-        top = max(c["timing"]["batch32_items_per_s"] for c in wins_b32)
-        best = max((c for c in wins_b32 if c["timing"]["batch32_items_per_s"] >= top / 1.10),
-                   key=lambda c: (c["parity"].get("agreement") or 0.0, -(c["parity"].get("drop_points") or 0.0)))
+        best = quantize.pick_int8(wins_b32, by="batch32_items_per_s")
     else:
         best = None
 

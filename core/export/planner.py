@@ -36,7 +36,7 @@ _SHORT = {"cpu": CPU, "cuda": CUDA, "gpu": CUDA, "tensorrt": TENSORRT, "trt": TE
 VARIANTS = ("fp32", "fp32_opt", "int8", "fp16", "openvino")
 VARIANT_FILES = {"fp32": "model.onnx", "fp32_opt": "model.opt.onnx",
                  "int8": "model.int8.onnx", "fp16": "model.fp16.onnx", "openvino": "model.ov.xml"}
-OPENVINO = "openvino"          # the one variant onnxruntime does not run (see runtime.openvino)
+OPENVINO = "openvino"          # the one variant onnxruntime does not run (see runtime.ov_runner)
 VARIANT_DESCRIPTIONS = {
     "fp32": "FP32, plain graph from torch.onnx.export (the reference)",
     "fp32_opt": "FP32, ORT transformer optimizer fusions (Attention, LayerNorm, GELU)",

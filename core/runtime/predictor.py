@@ -13,7 +13,7 @@ from ..errors import BundleError, UsageError
 from ..export.bundle import BundleManifest, load_manifest, resolve_bundle_dir, verify_bundle
 from ..export.planner import GPU_PROVIDERS, NOT_RECOMMENDED, OK, OPENVINO, check_combo, check_variant_name, support
 from .postprocess import Postprocessor, Prediction, l2_normalize, sigmoid
-from .session import Runner, available_cpus, choose_providers, create_session
+from .session import Runner, available_cpus, choose_providers, open_runner
 from .tokenization import BundleTokenizer, check_texts
 
 log = logging.getLogger(__name__)
@@ -202,13 +202,8 @@ class Predictor:
 def _open(root: Path, manifest: BundleManifest, variant: str, providers: list[str], threads: int):
     """The runner for ``variant``: an onnxruntime session, or OpenVINO for the openvino variant
     (at the inference precision its parity gate saw, where this CPU has it)."""
-    path = root / manifest.variant_file(variant)
-    if variant == OPENVINO:
-        from .ov_runner import OpenVINORunner
-
-        checked = (manifest.parity.get(OPENVINO) or {}).get("inference_precision")
-        return OpenVINORunner(path, threads, precision=checked)
-    return Runner(*create_session(path, providers, threads))
+    checked = (manifest.parity.get(OPENVINO) or {}).get("inference_precision") if variant == OPENVINO else None
+    return open_runner(root / manifest.variant_file(variant), threads, providers, precision=checked)
 
 
 def _default_variant(manifest: BundleManifest, provider: str) -> str:

@@ -170,7 +170,7 @@ def run_training(task: TaskSpec, config: TrainConfig, pm, *, progress: bool = Tr
         if label_only:  # no big labelled validation set to choose on: fixed settings, no selection
             from .fewshot import contrastive_pretrain
 
-            train_feats, extra = label_only_training_set(model, tokenizer, task, config, spec, descriptions,
+            train_feats, extra = label_only_training_set(model, tokenizer, config, spec, descriptions,
                                                          feats["train"], enc, progress)
             if train_feats is not None:
                 extra["contrastive"] = contrastive_pretrain(model, train_feats, config, tokenizer.pad_token_id,
@@ -213,7 +213,7 @@ def run_training(task: TaskSpec, config: TrainConfig, pm, *, progress: bool = Tr
     return RunResult(run_dir=run_dir, metrics=metrics, fit=fit_d)
 
 
-def label_only_training_set(model, tokenizer, task, config, spec, descriptions, train_feats, enc, progress):
+def label_only_training_set(model, tokenizer, config, spec, descriptions, train_feats, enc, progress):
     """What modes few-shot and zero-shot train on: (features or None, facts for the report).
 
     few-shot: the k examples per class + the label anchors.  zero-shot: the head becomes the label

@@ -6,7 +6,7 @@ Two losses (``TrainConfig.few_shot_loss``):
                       batches: each batch holds ``few_shot_classes_per_batch`` classes with up to
                       4 examples each, every same-class row a positive, every other row a
                       negative.  Half the batches are *hard*: a class and its nearest classes by
-                      prototype similarity under the current encoder (recomputed each epoch), so
+                      prototype similarity under the current encoder (recomputed every 2 passes), so
                       the intents that get confused meet each other far more often than chance.
                       Label anchors (the label's name in a few templates, its description when
                       given) are members of their class like any example.
