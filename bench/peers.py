@@ -252,7 +252,7 @@ def make_contender(name: str, spec: dict):
         if tok["max_length"] != MAX_LEN:  # same truncation as the peers
             p.tokenizer = BundleTokenizer(p.root / tok["file"], max_length=MAX_LEN, pad_id=tok.get("pad_id", 0))
         student = p.manifest.run.get("distilled_from") or {}
-        info = {"variant": p.variant, "engine": p.engine, "threads": p.threads,
+        info = {"variant": p.variant, "engine": p.engine, "threads": p.threads, "bulk_variant": p.bulk_variant,
                 "student_layers": len(student.get("layer_map") or []) or None,
                 "int8_candidate": (p.manifest.parity.get("int8") or {}).get("candidate"),
                 "openvino_candidate": (p.manifest.parity.get("openvino") or {}).get("candidate")}
@@ -369,6 +369,8 @@ CONTENDERS: dict[str, dict] = {
     "sentence-transformers OpenVINO INT8 (NNCF)": {"kind": "emb", "venv": "peers", "how": "st",
                                                    "backend": "openvino",
                                                    "file": "openvino/openvino_model_qint8_quantized.xml"},
+    "tuneforge embedding bundle, default (what Predictor.load serves here)": {
+        "kind": "emb", "venv": "tf", "how": "tf-emb", "bundle": "encoder_bundle"},
     "tuneforge embedding bundle FP32": {"kind": "emb", "venv": "tf", "how": "tf-emb", "bundle": "encoder_bundle",
                                         "variant": "fp32"},
     "tuneforge embedding bundle INT8": {"kind": "emb", "venv": "tf", "how": "tf-emb", "bundle": "encoder_bundle",
@@ -402,11 +404,14 @@ def worker(name: str, spec: dict) -> None:
         if cmd["cmd"] == "quit":
             return
         if cmd["cmd"] == "b1":
-            lat = []
+            lat, answers = [], []
             for t in texts[:cmd["n"]]:
                 t0 = time.perf_counter()
-                fn([t])
+                answer = fn([t])
                 lat.append(time.perf_counter() - t0)
+                answers.append(np.asarray(answer, dtype=np.float32)[0])
+            if cmd.get("save"):
+                np.save(cmd["save"], np.stack(answers))
             print(json.dumps({"lat": lat}), file=out, flush=True)
         elif cmd["cmd"] == "b32":
             chosen = texts[:cmd["n"]]
@@ -528,13 +533,15 @@ def main() -> None:
     load_before = os.getloadavg()
     lat = {n: [[] for _ in range(args.rounds)] for n in workers}
     b32 = {n: [] for n in workers}
-    outputs = {}
+    outputs, outputs1 = {}, {}
     try:
         for r in range(args.rounds):
             order = list(workers) if r % 2 == 0 else list(reversed(workers))  # drift hits all alike
             for n in order:
                 time.sleep(0.3)  # let the last contender's spinning threads go idle
-                lat[n][r] = workers[n].ask(cmd="b1", n=args.n1)["lat"]
+                save1 = WORK / f"out1-{_slug(n)}.npy"
+                lat[n][r] = workers[n].ask(cmd="b1", n=args.n1, save=str(save1))["lat"]
+                outputs1[n] = save1
                 time.sleep(0.3)
                 save = WORK / f"out-{_slug(n)}.npy"
                 res = workers[n].ask(cmd="b32", n=n32, save=str(save))
@@ -564,8 +571,16 @@ def main() -> None:
             cos = np.sum(out * ref, -1) / (np.linalg.norm(out, axis=-1) * np.linalg.norm(ref, axis=-1) + 1e-12)
             q = min(200, len(out))
             same = (out[:q] @ out.T).argsort(-1)[:, -2] == (ref[:q] @ ref.T).argsort(-1)[:, -2]
+            # retrieval as an app does it: each question alone (batch 1) against the index built in
+            # bulk (batch 32), its nearest other entry compared with ST torch's
+            q1 = np.load(outputs1[n])
+            scores = q1 @ out.T
+            scores[np.arange(len(q1)), np.arange(len(q1))] = -np.inf
+            ref_scores = ref[:len(q1)] @ ref.T
+            ref_scores[np.arange(len(q1)), np.arange(len(q1))] = -np.inf
             r.update(mean_cosine_vs_st_torch=float(cos.mean()), min_cosine_vs_st_torch=float(cos.min()),
-                     nearest_neighbour_agreement=float(same.mean()))
+                     nearest_neighbour_agreement=float(same.mean()),
+                     query_vs_index_nn_agreement=float(np.mean(scores.argmax(-1) == ref_scores.argmax(-1))))
         results[n] = r
     report = {"machine": {"cpu": cpu_name(), "flags": cpu_flags(), "cores": os.cpu_count(),
                           "threads": args.threads},
@@ -590,7 +605,8 @@ def table(report: dict) -> str:
                          key=lambda n: res[n]["batch1_p50_ms_all"], default=None)
         fastest_b32 = max((n for n in names if not n.startswith("tuneforge")),
                           key=lambda n: res[n]["batch32_items_per_s_mean"], default=None)
-        quality = "test accuracy" if kind == "cls" else "cosine vs ST torch (mean / NN agreement)"
+        quality = "test accuracy" if kind == "cls" else \
+            "vs ST torch: mean cosine / NN agreement (bulk) / NN agreement (b1 questions vs bulk index)"
         lines += [f"### {title}", "", f"| contender ({report['rounds']} rounds) | b1 p50 ms | b1 p95 ms | "
                   f"b32 items/s | × fastest peer b1 | × fastest peer b32 | {quality} |",
                   "|---|---|---|---|---|---|---|"]
@@ -600,7 +616,8 @@ def table(report: dict) -> str:
             x32 = r["batch32_items_per_s_mean"] / res[fastest_b32]["batch32_items_per_s_mean"] \
                 if fastest_b32 else float("nan")
             q = f"{r['accuracy']:.4f}" if kind == "cls" else (
-                f"{r['mean_cosine_vs_st_torch']:.4f} / {r['nearest_neighbour_agreement']:.3f}"
+                f"{r['mean_cosine_vs_st_torch']:.4f} / {r['nearest_neighbour_agreement']:.3f} / "
+                f"{r.get('query_vs_index_nn_agreement', float('nan')):.3f}"
                 if "mean_cosine_vs_st_torch" in r else "-")
             lines.append(f"| {n} | {' / '.join(f'{v:.2f}' for v in r['batch1_p50_ms'])} | "
                          f"{' / '.join(f'{v:.1f}' for v in r['batch1_p95_ms'])} | "

@@ -116,13 +116,45 @@ def test_int8_present_with_label_agreement_and_candidates(cls_bundle):
     assert p["drop_points"] == pytest.approx(100 * (p["reference_value"] - p["value"]))
     cands = m["parity"]["int8_candidates"]
     assert {c["candidate"] for c in cands} == {
-        "int8[fp32_opt,per-tensor]", "int8[fp32_opt,per-channel]",
+        "int8[fp32_opt,per-tensor]", "int8[fp32_opt,per-channel]", "int8[fp32_opt_ln,per-channel]",
         "int8[fp32,per-tensor]", "int8[fp32,per-channel]"}
     assert sum(c["chosen"] for c in cands) == 1
     chosen = next(c for c in cands if c["chosen"])
     assert chosen["candidate"] == p["candidate"] and chosen["size"] == m["variants"]["int8"]["size"]
+    # the LayerNorm-apart graph is checked, timed and served with onnxruntime's re-fusion off
+    ln = next(c for c in cands if c["source"] == "fp32_opt_ln")
+    assert ln["session"] == {"disabled_optimizers": ["SkipLayerNormFusion"]} and ln["timing"]["batch1_p50_ms"] > 0
+    assert m["variants"]["int8"].get("session") == chosen.get("session")
     fp16 = m["parity"]["fp16"]
     assert fp16["passed"] and fp16["checked_on"] == CPU and "agreement" in fp16
+
+
+def test_int8_from_the_layernorm_apart_graph_is_served_as_it_was_timed(cls_run, tmp_path, monkeypatch):
+    """When the FUSED_LN candidate wins, the bundle says how to open it and the runtime does so."""
+    from tuneforge.export import quantize
+    from tuneforge.runtime import Predictor, session
+
+    real_pick = quantize.pick_int8
+    monkeypatch.setattr(quantize, "pick_int8", lambda results, **kw: next(
+        (r for r in results if r["source"] == quantize.FUSED_LN), None) or real_pick(results, **kw))
+    path = export_run(cls_run, out_dir=tmp_path, variants=["fp32", "fp32_opt", "int8"],
+                      int8_methods="dynamic", max_metric_drop=100.0, measure=False)
+    m = manifest_of(path)
+    assert m["parity"]["int8"]["candidate"] == "int8[fp32_opt_ln,per-channel]"
+    assert m["variants"]["int8"]["session"] == {"disabled_optimizers": ["SkipLayerNormFusion"]}
+    import onnx
+
+    ops = {n.op_type for n in onnx.load(str(path / "model.int8.onnx")).graph.node}
+    assert "SkipLayerNormalization" not in ops and "LayerNormalization" in ops
+    seen = []
+    real_create = session.create_session
+    monkeypatch.setattr(session, "create_session", lambda p, prov, threads, disabled_optimizers=():
+                        seen.append(tuple(disabled_optimizers)) or real_create(p, prov, threads, disabled_optimizers))
+    p = Predictor.load(path, variant="int8")
+    assert seen == [("SkipLayerNormFusion",)]
+    ref = Predictor.load(path, variant="fp32")
+    np.testing.assert_allclose(p.predict_raw(["a short text", "another one here"]),
+                               ref.predict_raw(["a short text", "another one here"]), atol=0.5)
 
 
 def test_measurements_pick_the_fastest_cpu_variant(cls_bundle):

@@ -176,7 +176,8 @@ def test_tensorrt_dropped_for_cuda_says_why(cls, monkeypatch):
     real = session.create_session
     # pretend the first usable provider started (this machine has no GPU to start it on)
     monkeypatch.setattr(session, "create_session",
-                        lambda path, providers, threads: (real(path, [CPU], threads)[0], providers[0]))
+                        lambda path, providers, threads, disabled=(): (real(path, [CPU], threads, disabled)[0],
+                                                                        providers[0]))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         p = Predictor.load(bundle, providers=["tensorrt", "cuda"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .planner import BULK_ROWS, bulk_default
+
 
 def _num(v, fmt: str = ".4f") -> str:
     return "-" if v is None else format(v, fmt) if isinstance(v, (int, float)) else str(v)
@@ -56,7 +58,13 @@ def model_card(m: dict) -> str:
                       "A runtime without OpenVINO (`pip install 'tuneforge[openvino]'`) serves the fastest "
                       "measured onnxruntime variant instead."]
     lines += ["", "Defaults per execution provider (what `Predictor.load` picks):", ""]
-    lines += [f"- {p}: `{v}`" for p, v in m["defaults"].items()]
+    for p, v in m["defaults"].items():
+        bulk = bulk_default(m.get("measurements"), m["variants"], v, p)
+        t = (m.get("measurements") or {}).get(p) or {}
+        lines.append(f"- {p}: `{v}`" + (
+            f"; bulk calls ({BULK_ROWS} texts or more): `{bulk}`, measured "
+            f"{_num(t[bulk]['batch32_items_per_s'], '.0f')} vs {_num(t[v]['batch32_items_per_s'], '.0f')} "
+            "items/s at batch 32 (`bulk_variant=None` keeps every call on the default)" if bulk else ""))
     machine = (m.get("measurements") or {}).get("machine")
     if machine:
         lines += ["", f"Timings were taken on the export machine ({machine.get('cpu')}, "

@@ -66,12 +66,15 @@ def time_runs(runs: dict, single: list[dict], bulk: list[dict], *, rounds: int =
 
 
 def time_variants(paths: dict, single, bulk, *, threads: int, provider: str,
-                  rounds: int = 3) -> dict[str, dict]:
+                  rounds: int = 3, disabled_optimizers: dict | None = None) -> dict[str, dict]:
     """Open a runner per variant file (onnxruntime on ``provider``; OpenVINO for an ``.xml`` IR)
-    and time them all round-robin."""
+    and time them all round-robin.  ``disabled_optimizers``: name -> onnxruntime optimizers
+    that graph runs without."""
     from ..runtime.session import open_runner
 
-    runs = {name: open_runner(path, threads, [provider]) for name, path in paths.items()}
+    off = disabled_optimizers or {}
+    runs = {name: open_runner(path, threads, [provider], disabled_optimizers=tuple(off.get(name, ())))
+            for name, path in paths.items()}
     result = time_runs(runs, single, bulk, rounds=rounds)
     for name, run in runs.items():
         result[name]["provider"] = run.provider

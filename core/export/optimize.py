@@ -37,14 +37,27 @@ def _fused(stats: dict) -> dict:
     return {k: int(v) for k, v in (stats or {}).items() if v}
 
 
-def optimize_fp32(src: str | Path, dst: str | Path, params: dict) -> dict:
-    """Fuse Attention / (Skip)LayerNorm / GELU / embedding ops for CPU; returns fused op counts."""
+def optimize_fp32(src: str | Path, dst: str | Path, params: dict, *, skip_layer_norm: bool = True) -> dict:
+    """Fuse Attention / (Skip)LayerNorm / GELU / embedding ops for CPU; returns fused op counts.
+
+    ``skip_layer_norm=False``: keep each LayerNorm apart from the residual Add before it (and
+    the GELU apart from its bias Add) instead of fusing them into SkipLayerNormalization and
+    BiasGelu.  On onnxruntime 1.31's CPU kernels that graph measured faster (a source of INT8
+    candidates, run with onnxruntime's own SkipLayerNormFusion off so the load does not redo it);
+    the exporter times both on the export machine and keeps what is faster there.
+    """
+    from onnxruntime.transformers.fusion_options import FusionOptions
     from onnxruntime.transformers.optimizer import optimize_model
 
+    options = FusionOptions(params["model_type"])
+    if not skip_layer_norm:
+        options.enable_skip_layer_norm = False
+        options.enable_bias_skip_layer_norm = False
+        options.enable_bias_gelu = False
     with _quiet():
         model = optimize_model(str(src), model_type=params["model_type"],
                                num_heads=params["num_heads"], hidden_size=params["hidden_size"],
-                               use_gpu=False)
+                               use_gpu=False, optimization_options=options)
         stats = _fused(model.get_fused_operator_statistics())
         model.save_model_to_file(str(dst))
     return stats

@@ -84,12 +84,12 @@ def torch_reference(model, data: ParityData) -> None:
     data.ref_metric = task_metric(data, data.ordered(outs))
 
 
-def ort_outputs(path, data: ParityData, threads: int, runner=None) -> list[np.ndarray]:
+def ort_outputs(path, data: ParityData, threads: int, runner=None, disabled_optimizers=()) -> list[np.ndarray]:
     """The graph's outputs on every parity batch, on CPU (onnxruntime, or OpenVINO for an ``.xml``
-    IR); ``runner``: one already opened."""
+    IR); ``runner``: one already opened; ``disabled_optimizers``: onnxruntime optimizers to leave out."""
     from ..runtime.session import open_runner
 
-    run = runner if runner is not None else open_runner(path, threads)
+    run = runner if runner is not None else open_runner(path, threads, disabled_optimizers=disabled_optimizers)
     return [np.asarray(run(b.feed), dtype=np.float32) for b in data.batches]
 
 

@@ -150,6 +150,10 @@ def _build(run, target, plan, max_drop, do_measure, want_triton, say, methods=qu
         results["fp32_opt"] = parity.check_fp32("fp32_opt", data, outputs(paths["fp32_opt"]))
         results["fp32_opt"]["fusions"] = fusions
     int8, calib = [], None
+    sources = dict(paths)
+    if "int8" in plan and "fp32_opt" in paths and "dynamic" in methods:
+        sources[quantize.FUSED_LN] = work / "model.opt-ln.onnx"
+        optimize.optimize_fp32(paths["fp32"], sources[quantize.FUSED_LN], params, skip_layer_norm=False)
     if "int8" in plan:
         calib = calibration.training_rows(run) if "static" in methods else \
             calibration.Calibration(skipped="static INT8 not asked for (int8_methods)")
@@ -157,20 +161,23 @@ def _build(run, target, plan, max_drop, do_measure, want_triton, say, methods=qu
             if calib.rows else []
         if not calib.rows:
             say(f"no static INT8 candidates: {calib.skipped}")
-        for cand in quantize.candidates(paths, static=bool(calib_feeds),
+        for cand in quantize.candidates(sources, static=bool(calib_feeds),
                                         dynamic="dynamic" in methods):
             say(f"quantising {cand.name}")
             dst = work / f"int8-{cand.method}-{cand.source}-{int(cand.per_channel)}.onnx"
             details = None
             if cand.method == "static":
-                details = quantize.quantize_static_int8(paths[cand.source], dst, calib_feeds,
+                details = quantize.quantize_static_int8(sources[cand.source], dst, calib_feeds,
                                                         per_channel=cand.per_channel)
             else:
-                quantize.quantize_int8(paths[cand.source], dst, per_channel=cand.per_channel)
-            res = parity.check_lossy("int8", data, outputs(dst), max_metric_drop=max_drop)
+                quantize.quantize_int8(sources[cand.source], dst, per_channel=cand.per_channel)
+            res = parity.check_lossy("int8", data, parity.ort_outputs(
+                dst, data, threads, disabled_optimizers=cand.disabled_optimizers), max_metric_drop=max_drop)
             entry = {"candidate": cand.name, "method": cand.method, "source": cand.source,
                      "per_channel": cand.per_channel, "description": cand.description,
                      "path": dst, "parity": res, "size": dst.stat().st_size}
+            if cand.disabled_optimizers:
+                entry["session"] = {"disabled_optimizers": list(cand.disabled_optimizers)}
             if details:
                 entry["static"] = details
             int8.append(entry)
@@ -198,12 +205,14 @@ def _build(run, target, plan, max_drop, do_measure, want_triton, say, methods=qu
         todo.update({c["candidate"]: c["path"] for c in int8 if c["parity"]["passed"]})
         todo.update({c["candidate"]: c["path"] for c in ov if c["parity"]["passed"]})
         say(f"timing {len(todo)} graphs on CPU ({threads} threads): " + ", ".join(todo))
-        timed = measure.time_variants(todo, single, bulk, threads=threads, provider=CPU)
+        timed = measure.time_variants(todo, single, bulk, threads=threads, provider=CPU,
+                                      disabled_optimizers={c["candidate"]: c["session"]["disabled_optimizers"]
+                                                           for c in int8 if c.get("session")})
         timings = {v: timed[v] for v in ("fp32", "fp32_opt") if v in timed}
         for c in int8 + ov:
             if c["candidate"] in timed:
                 c["timing"] = timed[c["candidate"]]
-    int8_description = None
+    int8_description, int8_session = None, None
     if "int8" in plan:
         best = quantize.pick_int8(int8)
         results["int8_calibration"] = calib.to_dict()
@@ -216,7 +225,7 @@ def _build(run, target, plan, max_drop, do_measure, want_triton, say, methods=qu
             best["path"].replace(paths["int8"])
             results["int8"] = dict(best["parity"], candidate=best["candidate"], method=best["method"],
                                    why=results["int8_pick"])
-            int8_description = best["description"]
+            int8_description, int8_session = best["description"], best.get("session")
             if "timing" in best:
                 timings["int8"] = best["timing"]
         results["int8_candidates"] = [
@@ -254,6 +263,8 @@ def _build(run, target, plan, max_drop, do_measure, want_triton, say, methods=qu
                    "size": paths[v].stat().st_size} for v in planner.VARIANTS if v in paths}
     if int8_description and "int8" in shipped:
         shipped["int8"]["description"] = int8_description
+        if int8_session:
+            shipped["int8"]["session"] = int8_session  # the runtime opens it the way it was timed
     if planner.OPENVINO in shipped:
         shipped[planner.OPENVINO].update(description=results[planner.OPENVINO]["description"],
                                          engine="openvino", size=paths[planner.OPENVINO].stat().st_size

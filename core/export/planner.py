@@ -170,3 +170,25 @@ def runtime_candidates(provider: str, shipped) -> list[str]:
     """Shipped variants a runtime may load on ``provider`` (refused ones left out)."""
     provider = normalize_provider(provider)
     return [v for v in VARIANTS if v in shipped and support(v, provider).runnable]
+
+
+BULK_ROWS = 32          # a call with at least this many texts is a bulk call (the batch size timed)
+BULK_MIN_GAIN = 1.10    # a bulk variant must have measured >= 10 % more items/s at batch 32
+
+
+def bulk_default(measurements: dict | None, variants, default: str, provider: str) -> str | None:
+    """The variant for bulk calls (:data:`BULK_ROWS` texts or more) on ``provider``, by the
+    export's measurements: the one fastest at batch 32 when it is not ``default`` (the batch-1
+    choice), measured at least :data:`BULK_MIN_GAIN` times ``default``'s items/s and runnable
+    there; else ``None`` (every call on ``default``).  Whether its engine is installed is the
+    runtime's question."""
+    measured = measurements or {}
+    fastest = ((measured.get("fastest") or {}).get(provider) or {}).get("batch32_throughput")
+    if not fastest or fastest == default or fastest not in variants:
+        return None
+    timed = measured.get(provider) or {}
+    have = (timed.get(default) or {}).get("batch32_items_per_s")
+    bulk = (timed.get(fastest) or {}).get("batch32_items_per_s")
+    if not have or not bulk or bulk < BULK_MIN_GAIN * have or support(fastest, provider).level != OK:
+        return None
+    return fastest

@@ -18,15 +18,30 @@ from pathlib import Path
 METHODS = ("dynamic", "static")
 
 
+# the fused graph with each LayerNorm kept apart from its residual Add (optimize_fp32(...,
+# skip_layer_norm=False)); built for quantising only, never shipped as an FP32 variant
+FUSED_LN = "fp32_opt_ln"
+_GRAPHS = {"fp32_opt": "fused", FUSED_LN: "fused (LayerNorm and GELU apart from their Adds)",
+           "fp32": "plain"}
+
+
 @dataclass(frozen=True)
 class Int8Candidate:
-    source: str        # "fp32" or "fp32_opt": which FP32 graph is quantised
+    source: str        # "fp32", "fp32_opt" or FUSED_LN: which FP32 graph is quantised
     per_channel: bool
     method: str = "dynamic"
 
     def __post_init__(self):
         if self.method not in METHODS:
             raise ValueError(f"unknown INT8 method {self.method!r}")
+        if self.source not in _GRAPHS:
+            raise ValueError(f"unknown INT8 source graph {self.source!r}")
+
+    @property
+    def disabled_optimizers(self) -> tuple[str, ...]:
+        """onnxruntime optimizers this candidate is checked, timed and served without: the
+        FUSED_LN graph would otherwise be re-fused into SkipLayerNormalization at load."""
+        return ("SkipLayerNormFusion",) if self.source == FUSED_LN else ()
 
     @property
     def name(self) -> str:
@@ -37,7 +52,7 @@ class Int8Candidate:
     @property
     def description(self) -> str:
         scales = "per-channel" if self.per_channel else "per-tensor"
-        graph = "fused" if self.source == "fp32_opt" else "plain"
+        graph = _GRAPHS[self.source]
         if self.method == "static":
             return (f"static INT8, QDQ (onnxruntime.quantization.quantize_static; weight MatMuls, "
                     f"{scales} weights, activation ranges calibrated on training texts), "
@@ -62,10 +77,11 @@ def check_methods(methods) -> tuple[str, ...]:
 
 
 def candidates(sources, *, static: bool = False, dynamic: bool = True) -> list[Int8Candidate]:
-    """Dynamic candidates for each FP32 graph; ``static``: also static QDQ, per-channel, from
-    the plain graph (onnxruntime fuses the QDQ pattern when it loads it)."""
-    out = [Int8Candidate(s, pc) for s in ("fp32_opt", "fp32") if s in sources
-           for pc in (False, True)] if dynamic else []
+    """Dynamic candidates for each FP32 graph (per-tensor and per-channel scales; per-channel only
+    from FUSED_LN); ``static``: also static QDQ, per-channel, from the plain graph (onnxruntime
+    fuses the QDQ pattern when it loads it)."""
+    out = [Int8Candidate(s, pc) for s in ("fp32_opt", FUSED_LN, "fp32") if s in sources
+           for pc in ((True,) if s == FUSED_LN else (False, True))] if dynamic else []
     if static and "fp32" in sources:
         # from the plain graph only: behind the fused graph's contrib ops (Attention,
         # SkipLayerNormalization) the quantiser cannot infer tensor types and leaves most

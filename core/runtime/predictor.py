@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import warnings
 from pathlib import Path
 
@@ -11,24 +12,35 @@ import numpy as np
 
 from ..errors import BundleError, UsageError
 from ..export.bundle import BundleManifest, load_manifest, resolve_bundle_dir, verify_bundle
-from ..export.planner import GPU_PROVIDERS, NOT_RECOMMENDED, OK, OPENVINO, check_combo, check_variant_name, support
+from ..export.planner import (
+    BULK_ROWS,
+    GPU_PROVIDERS,
+    NOT_RECOMMENDED,
+    OK,
+    OPENVINO,
+    bulk_default,
+    check_combo,
+    check_variant_name,
+    support,
+)
 from .postprocess import Postprocessor, Prediction, l2_normalize, sigmoid
 from .session import Runner, available_cpus, choose_providers, open_runner
 from .tokenization import BundleTokenizer, check_texts
 
 log = logging.getLogger(__name__)
 
-
 class Predictor:
     """A loaded bundle: ``predict`` gives :class:`Prediction` objects, ``predict_raw`` arrays.
 
     Attributes worth reading: ``variant``, ``provider`` (the one the session really
     uses), ``providers`` (its full list), ``threads``, ``fallback_reason`` (why a
-    wanted GPU provider is not in use, else ``None``), ``manifest``.
+    wanted GPU provider is not in use, else ``None``), ``bulk_variant`` (the variant that
+    answers calls of :data:`BULK_ROWS` texts or more, else ``None``), ``manifest``.
     """
 
     def __init__(self, root: Path, manifest: BundleManifest, post: dict, tokenizer: BundleTokenizer,
-                 runner: Runner, variant: str, threads: int, fallback_reason: str | None):
+                 runner: Runner, variant: str, threads: int, fallback_reason: str | None,
+                 bulk_variant: str | None = None):
         self.root, self.manifest, self.tokenizer = root, manifest, tokenizer
         self.postprocess_config = post
         self.postprocessor = Postprocessor(post)
@@ -39,11 +51,14 @@ class Predictor:
         self.fallback_reason = fallback_reason
         self.inputs = runner.input_names
         self.needs_pairs = bool(post.get("pairs"))
+        self.bulk_variant = bulk_variant
+        self._bulk_runner = None          # opened on the first bulk call
+        self._bulk_lock = threading.Lock()
 
     # -- loading -------------------------------------------------------------
     @classmethod
     def load(cls, bundle_dir, variant: str | None = None, providers=None, threads: int | None = None,
-             *, verify: bool = True, trust=None) -> "Predictor":
+             *, verify: bool = True, trust=None, bulk_variant: str | None = "auto") -> "Predictor":
         """Load ``bundle_dir`` (``exports/<name>/<version>``, or ``exports/<name>`` for the newest).
 
         ``variant``: one of the shipped variants; default: the manifest's choice for
@@ -54,6 +69,13 @@ class Predictor:
         (BundleError).  ``trust``: an Ed25519 public key (PEM file path, PEM bytes, raw 32
         bytes, or a list of them): the bundle must be signed by one of them (``manifest.sig``);
         an unsigned or differently signed bundle is refused.
+
+        ``bulk_variant``: the variant for calls of :data:`BULK_ROWS` texts or more.  ``"auto"``
+        (default, only when ``variant`` is not given): the one the export measured fastest at
+        batch 32 on this provider, where that is not the batch-1 default, measured at least
+        10 % more items/s (``planner.BULK_MIN_GAIN``), passed the same parity gate and can run here
+        (e.g. ``openvino`` for bulk embedding, ``int8`` for single questions); ``None``: every
+        call on one variant; a variant name: that one for bulk calls.
         """
         root = resolve_bundle_dir(bundle_dir)
         if trust is not None and not verify:
@@ -108,7 +130,8 @@ class Predictor:
         tok = manifest.tokenizer
         tokenizer = BundleTokenizer(root / tok["file"], max_length=tok["max_length"],
                                     pad_id=tok.get("pad_id", 0))
-        return cls(root, manifest, post, tokenizer, runner, chosen, threads, fallback)
+        bulk = _bulk_variant(manifest, bulk_variant, chosen, used, explicit=variant is not None)
+        return cls(root, manifest, post, tokenizer, runner, chosen, threads, fallback, bulk)
 
     # -- predicting ----------------------------------------------------------
     def predict(self, texts: list[str], text_pairs: list[str] | None = None,
@@ -160,6 +183,7 @@ class Predictor:
             encodings = self.tokenizer.encode_checked(texts, text_pairs)
             result = self.runner(self.tokenizer.pad(encodings, self.inputs))
             return np.asarray(result, dtype=np.float32), encodings
+        runner = self._bulk() if self.bulk_variant and len(texts) >= BULK_ROWS else self.runner
         batches = self.tokenizer.batches(texts, text_pairs, inputs=self.inputs,
                                          batch_size=batch_size)
         n = sum(len(b.index) for b in batches)
@@ -170,7 +194,7 @@ class Predictor:
             shape = [d if isinstance(d, int) else 0 for d in self.manifest.output["shape"][1:]]
             out = np.zeros([n, *shape], dtype=np.float32)
         for b in batches:
-            result = self.runner(b.feed)
+            result = runner(b.feed)
             for j, i in enumerate(b.index):
                 encodings[i] = b.encodings[j]
                 if self.manifest.kind == "token":
@@ -178,6 +202,15 @@ class Predictor:
             if self.manifest.kind != "token":
                 out[b.index] = result
         return out, encodings
+
+    def _bulk(self):
+        """The bulk variant's runner, opened once (thread-safe) on the first bulk call."""
+        if self._bulk_runner is None:
+            with self._bulk_lock:
+                if self._bulk_runner is None:
+                    self._bulk_runner = _open(self.root, self.manifest, self.bulk_variant,
+                                              [self.provider], self.threads)
+        return self._bulk_runner
 
     @property
     def task(self) -> str:
@@ -192,18 +225,23 @@ class Predictor:
         return {"model": m.model_id, "name": m.name, "version": m.version, "task": m.task,
                 "kind": m.kind, "variant": self.variant, "engine": self.engine, "provider": self.provider,
                 "providers": self.providers, "threads": self.threads,
+                "bulk_variant": self.bulk_variant, "bulk_rows": BULK_ROWS if self.bulk_variant else None,
                 "fallback_reason": self.fallback_reason, "labels": len(m.labels)}
 
     def __repr__(self) -> str:
-        return (f"Predictor({self.manifest.model_id}, variant={self.variant}, "
+        bulk = f", bulk_variant={self.bulk_variant}" if self.bulk_variant else ""
+        return (f"Predictor({self.manifest.model_id}, variant={self.variant}{bulk}, "
                 f"provider={self.provider}, threads={self.threads})")
 
 
 def _open(root: Path, manifest: BundleManifest, variant: str, providers: list[str], threads: int):
-    """The runner for ``variant``: an onnxruntime session, or OpenVINO for the openvino variant
-    (at the inference precision its parity gate saw, where this CPU has it)."""
+    """The runner for ``variant``: an onnxruntime session (with the session settings the variant
+    was checked and timed with, its ``session`` entry), or OpenVINO for the openvino variant (at
+    the inference precision its parity gate saw, where this CPU has it)."""
     checked = (manifest.parity.get(OPENVINO) or {}).get("inference_precision") if variant == OPENVINO else None
-    return open_runner(root / manifest.variant_file(variant), threads, providers, precision=checked)
+    session = manifest.variants[variant].get("session") or {}
+    return open_runner(root / manifest.variant_file(variant), threads, providers, precision=checked,
+                       disabled_optimizers=tuple(session.get("disabled_optimizers") or ()))
 
 
 def _default_variant(manifest: BundleManifest, provider: str) -> str:
@@ -224,6 +262,33 @@ def _default_variant(manifest: BundleManifest, provider: str) -> str:
         if support(v, provider).level == OK and v != OPENVINO:
             return v
     return "fp32" if "fp32" in manifest.variants else next(iter(manifest.variants))
+
+
+def _bulk_variant(manifest: BundleManifest, asked: str | None, chosen: str, provider: str, *,
+                  explicit: bool) -> str | None:
+    """The variant for bulk calls, or ``None`` (see ``Predictor.load(bulk_variant=...)``)."""
+    if asked is None or (asked == "auto" and explicit):
+        return None
+    if asked != "auto":
+        asked = check_variant_name(asked)
+        if asked not in manifest.variants:
+            raise BundleError(f"bundle {manifest.model_id} has no {asked!r} variant for bulk calls: "
+                              f"{manifest.rejected.get(asked, 'it was not built')}",
+                              hint="shipped: " + ", ".join(manifest.variants))
+        if asked == OPENVINO:
+            from .ov_runner import require
+
+            require()
+        return None if asked == chosen else asked
+    fastest = bulk_default(manifest.measurements, manifest.variants, chosen, provider)
+    if fastest is None:
+        return None
+    if fastest == OPENVINO:
+        from .ov_runner import unavailable
+
+        if unavailable():
+            return None
+    return fastest
 
 
 def _fastest_onnxruntime_variant(manifest: BundleManifest, provider: str) -> str | None:

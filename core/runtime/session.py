@@ -109,7 +109,9 @@ def choose_providers(providers=None) -> ProviderChoice:
     return ProviderChoice(wanted, usable, problems, explicit)
 
 
-def session_options(threads: int):
+def session_options(threads: int, disabled_optimizers=()):
+    """``disabled_optimizers``: onnxruntime graph optimizers to leave out at load (names as in
+    its ``optimization.disable_specified_optimizers`` option, e.g. ``SkipLayerNormFusion``)."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -118,11 +120,15 @@ def session_options(threads: int):
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.log_severity_level = 3
+    if disabled_optimizers:
+        so.add_session_config_entry("optimization.disable_specified_optimizers",
+                                    ",".join(disabled_optimizers))
     return so
 
 
-def create_session(path: str | Path, providers: list[str], threads: int):
-    """An InferenceSession on ``providers`` (CPU always last); returns (session, used provider)."""
+def create_session(path: str | Path, providers: list[str], threads: int, disabled_optimizers=()):
+    """An InferenceSession on ``providers`` (CPU always last); returns (session, used provider).
+    ``disabled_optimizers``: see :func:`session_options` (the variant's ``session`` entry)."""
     import onnxruntime as ort
 
     opts = []
@@ -137,18 +143,21 @@ def create_session(path: str | Path, providers: list[str], threads: int):
             opts.append(p)
     if CPU not in providers:
         opts.append(CPU)
-    session = ort.InferenceSession(str(path), sess_options=session_options(threads), providers=opts)
+    session = ort.InferenceSession(str(path), sess_options=session_options(threads, disabled_optimizers),
+                                   providers=opts)
     return session, session.get_providers()[0]
 
 
-def open_runner(path: str | Path, threads: int, providers=(CPU,), precision: str | None = None):
+def open_runner(path: str | Path, threads: int, providers=(CPU,), precision: str | None = None,
+                disabled_optimizers=()):
     """A runner for one graph file: an OpenVINO IR (``.xml``) on OpenVINO, anything else on an
-    onnxruntime session over ``providers``.  ``precision``: OpenVINO's inference precision."""
+    onnxruntime session over ``providers``.  ``precision``: OpenVINO's inference precision;
+    ``disabled_optimizers``: onnxruntime optimizers the graph was checked and timed without."""
     if str(path).endswith(".xml"):
         from .ov_runner import OpenVINORunner
 
         return OpenVINORunner(path, threads, precision=precision)
-    return Runner(*create_session(path, list(providers), threads))
+    return Runner(*create_session(path, list(providers), threads, disabled_optimizers))
 
 
 class Runner:
