@@ -45,15 +45,18 @@ def _timings_with(openvino_ms: float, openvino_items: float):
     return fake
 
 
-@pytest.fixture(scope="module")
-def ov_bundle(ov_run, tmp_path_factory):
+def _export_timed(run, out_dir, openvino_ms: float, openvino_items: float):
     mp = pytest.MonkeyPatch()
-    mp.setattr(measure, "time_variants", _timings_with(1.0, 300.0))
+    mp.setattr(measure, "time_variants", _timings_with(openvino_ms, openvino_items))
     try:
-        return export_run(ov_run, out_dir=tmp_path_factory.mktemp("exports"),
-                          variants=["fp32", "int8", "openvino"], max_metric_drop=100.0)
+        return export_run(run, out_dir=out_dir, variants=["fp32", "int8", "openvino"], max_metric_drop=100.0)
     finally:
         mp.undo()
+
+
+@pytest.fixture(scope="module")
+def ov_bundle(ov_run, tmp_path_factory):
+    return _export_timed(ov_run, tmp_path_factory.mktemp("exports"), 1.0, 300.0)
 
 
 def _manifest(path) -> dict:
@@ -133,13 +136,7 @@ def test_not_shipped_unmeasured_and_explicit_request_without_openvino_is_one_lin
 @pytest.fixture(scope="module")
 def bulk_bundle(ov_run, tmp_path_factory):
     """OpenVINO measured faster at batch 32 only (5 ms vs 2 ms at batch 1; 300 vs 100 items/s)."""
-    mp = pytest.MonkeyPatch()
-    mp.setattr(measure, "time_variants", _timings_with(5.0, 300.0))
-    try:
-        return export_run(ov_run, out_dir=tmp_path_factory.mktemp("exports"),
-                          variants=["fp32", "int8", "openvino"], max_metric_drop=100.0)
-    finally:
-        mp.undo()
+    return _export_timed(ov_run, tmp_path_factory.mktemp("exports"), 5.0, 300.0)
 
 
 def test_a_batch_32_win_ships_it_without_making_it_the_latency_default(bulk_bundle):
