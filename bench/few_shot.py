@@ -314,6 +314,7 @@ def summary(data: dict) -> str:
 
 
 def main() -> None:
+    global OUT
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--setfit-worker", help=argparse.SUPPRESS)
     ap.add_argument("--k", default="4,8,16", help="examples per class (comma list)")
@@ -326,6 +327,8 @@ def main() -> None:
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="tuneforge: TrainConfig overrides")
     ap.add_argument("--tag", default="", help="suffix for the method name (e.g. a settings variant)")
     ap.add_argument("--summary", action="store_true", help="print the table of what is saved and stop")
+    ap.add_argument("--results", type=Path, default=None,
+                    help="results file (default bench/results/few_shot.json; another one for runs in parallel)")
     ap.add_argument("--cv", nargs="*", metavar="SETTINGS",
                     help="choose tuneforge settings on validation folds of the k examples instead of testing: "
                          "each SETTINGS is KEY=VALUE[,KEY=VALUE] (e.g. few_shot_epochs=5 few_shot_epochs=20)")
@@ -334,6 +337,7 @@ def main() -> None:
         setfit_worker(json.loads(args.setfit_worker))
         return
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    OUT = args.results or RESULTS / "few_shot.json"
     data = load_results()
     if args.summary:
         print(summary(data))

@@ -48,6 +48,10 @@ class TrainConfig:
     few_shot_classes_per_batch: int = 16   # mode few-shot, loss "supcon": classes in one batch (4 rows each)
     few_shot_temperature: float = 0.05     # mode few-shot, loss "supcon": softmax temperature
     few_shot_head_epochs: float = 50.0     # modes few-shot / zero-shot: epochs of the head stage (cached features)
+    # modes few-shot / zero-shot: optional end-to-end pass (encoder + head, cross-entropy) after the head
+    # stage, at few_shot_finetune_lr; 0 = off (see docs/training.md for how the default was chosen)
+    few_shot_finetune_epochs: float = 0.0
+    few_shot_finetune_lr: float = 1e-5
     label_anchors: bool = True         # few-shot / zero-shot: label names (+ descriptions) as examples
     label_descriptions: str | None = None  # YAML/JSON file {label: description} (few-shot, zero-shot)
     unlabelled: str | None = None      # zero-shot: unlabelled texts to self-train on (one per line / CSV)
@@ -115,6 +119,10 @@ class TrainConfig:
              f"few_shot_classes_per_batch must be in 2..4096, got {self.few_shot_classes_per_batch}")
         need(0 < self.few_shot_head_epochs <= 10_000,
              f"few_shot_head_epochs must be in (0, 10000], got {self.few_shot_head_epochs}")
+        need(0 <= self.few_shot_finetune_epochs <= 1000,
+             f"few_shot_finetune_epochs must be in [0, 1000], got {self.few_shot_finetune_epochs}", "0 turns it off")
+        need(0 < self.few_shot_finetune_lr < 1,
+             f"few_shot_finetune_lr must be in (0, 1), got {self.few_shot_finetune_lr}")
         need(0 < self.few_shot_temperature <= 10,
              f"few_shot_temperature must be in (0, 10], got {self.few_shot_temperature}", "0.05 is usual")
         need(1 <= self.self_train_per_class <= 10_000,

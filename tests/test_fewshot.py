@@ -115,6 +115,38 @@ def test_few_shot_contrastive_run_learns_without_any_validation_choice(tmp_path,
     assert run.metrics["test"]["accuracy"] >= 0.6        # chance is 1/3 on the keyword data
 
 
+def test_few_shot_end_to_end_pass_and_augmented_views(tmp_path, tiny_encoder_dir, data_dir, descriptions_file):
+    """The optional last stage trains the encoder too (its weights move), still with no validation
+    choice; augmentation gives the contrastive stage new views of the rows."""
+    import torch
+
+    cfg = tiny_config(tmp_path, tiny_encoder_dir, "text-classification", data_dir / "cls.csv", mode="few-shot",
+                      few_shot_per_class=8, few_shot_epochs=2, few_shot_classes_per_batch=3, few_shot_head_epochs=10,
+                      few_shot_finetune_epochs=3, few_shot_finetune_lr=1e-3, augment=0.2,
+                      label_descriptions=str(descriptions_file), run_name="fs-e2e")
+    run = train(cfg, progress=False)
+    report = json.loads((run.run_dir / "report.json").read_text())
+    assert report["end_to_end"]["epochs"] == 3 and report["end_to_end"]["lr"] == 1e-3
+    assert run.fit["history"] == [] and run.metrics["test"]["accuracy"] >= 0.6
+    base = tiny_config(tmp_path, tiny_encoder_dir, "text-classification", data_dir / "cls.csv", mode="few-shot",
+                       few_shot_per_class=8, few_shot_epochs=2, few_shot_classes_per_batch=3,
+                       few_shot_head_epochs=10, augment=0.2, label_descriptions=str(descriptions_file),
+                       run_name="fs-no-e2e")
+    plain = train(base, progress=False)
+    assert "end_to_end" not in json.loads((plain.run_dir / "report.json").read_text())
+
+    from safetensors.torch import load_file
+
+    def word_embeddings(r):
+        f = next((r.run_dir / "model" / "encoder").glob("*.safetensors"))
+        return next(v for k, v in load_file(str(f)).items() if "word_embeddings" in k)
+
+    # same seed and stages up to the head: only the end-to-end pass can have moved the encoder further
+    assert not torch.allclose(word_embeddings(run), word_embeddings(plain))
+    with pytest.raises(ConfigError, match="few_shot_finetune_epochs"):
+        tiny_config(tmp_path, tiny_encoder_dir, "text-classification", data_dir / "cls.csv", few_shot_finetune_epochs=-1)
+
+
 def test_zero_shot_from_descriptions_and_self_training(tmp_path, tiny_encoder_dir, data_dir, descriptions_file):
     cfg = tiny_config(tmp_path, tiny_encoder_dir, "text-classification", data_dir / "cls.csv", mode="zero-shot",
                       label_descriptions=str(descriptions_file), run_name="zs")

@@ -174,7 +174,8 @@ def run_training(task: TaskSpec, config: TrainConfig, pm, *, progress: bool = Tr
                                                          feats["train"], enc, progress)
             if train_feats is not None:
                 extra["contrastive"] = contrastive_pretrain(model, train_feats, config, tokenizer.pad_token_id,
-                                                            progress=progress)
+                                                            progress=progress,
+                                                            special_ids=tokenizer.all_special_ids)
         # few-shot / zero-shot: the head stage runs few_shot_head_epochs over cached features
         stage_cfg = replace(config, epochs=config.few_shot_head_epochs) if label_only else config
         trainer = Trainer(model, stage_cfg, summary=summary, pad_id=tokenizer.pad_token_id,
@@ -183,6 +184,9 @@ def run_training(task: TaskSpec, config: TrainConfig, pm, *, progress: bool = Tr
             fit = trainer.fit(feats["train"], feats["validation"])
         elif train_feats is not None:
             fit = trainer.fit(train_feats, None)
+            if config.few_shot_finetune_epochs > 0:
+                trainer, extra["end_to_end"] = _end_to_end(trainer.model, train_feats, config, tokenizer,
+                                                           run_dir, progress)
         else:
             from .loop import FitResult
 
@@ -211,6 +215,21 @@ def run_training(task: TaskSpec, config: TrainConfig, pm, *, progress: bool = Tr
     pm.hook.tuneforge_train_end(task=task, config=config.to_dict(), run_dir=str(run_dir),
                                 metrics={k: headline(v) for k, v in metrics.items()})
     return RunResult(run_dir=run_dir, metrics=metrics, fit=fit_d)
+
+
+def _end_to_end(model, train_feats, config: TrainConfig, tokenizer, run_dir, progress):
+    """The optional last few-shot stage: encoder and head together on cross-entropy, a few epochs at
+    a low learning rate, from the contrastively tuned encoder and the fitted head."""
+    summary = apply_mode(model, "full", train_word_embeddings=config.train_word_embeddings)
+    stage = replace(config, mode="full", epochs=config.few_shot_finetune_epochs,
+                    learning_rate=config.few_shot_finetune_lr)
+    log(f"end-to-end pass: {config.few_shot_finetune_epochs:g} epochs at lr {config.few_shot_finetune_lr:g}",
+        progress)
+    trainer = Trainer(model, stage, summary=summary, pad_id=tokenizer.pad_token_id,
+                      special_ids=set(tokenizer.all_special_ids), run_dir=run_dir, progress=progress)
+    fit = trainer.fit(train_feats, None)
+    return trainer, {"epochs": config.few_shot_finetune_epochs, "lr": config.few_shot_finetune_lr,
+                     "train_seconds": round(fit.train_seconds, 1)}
 
 
 def label_only_training_set(model, tokenizer, config, spec, descriptions, train_feats, enc, progress):

@@ -31,7 +31,7 @@ from torch.nn import functional as F
 
 from ..config import TrainConfig
 from ..modeling import TaskModel, mean_pool
-from .features import Features, pad
+from .features import Features, augment_ids, pad
 from .loop import adamw, cpu_has_native_bf16
 from .progress import TrainProgress
 
@@ -140,7 +140,7 @@ def _neighbours(embed, feats: Features, k: int) -> dict[int, list[int]]:
 
 
 def contrastive_pretrain(model: TaskModel, feats: Features, config: TrainConfig, pad_id: int,
-                         *, batch_size: int = 16, progress: bool = True) -> dict:
+                         *, batch_size: int = 16, progress: bool = True, special_ids=()) -> dict:
     """Tune ``model.encoder`` on ``feats`` (examples + anchors) with ``config.few_shot_loss``;
     returns what was done (loss, steps, rows seen) for the run's report."""
     rng = random.Random(config.seed)
@@ -170,7 +170,7 @@ def contrastive_pretrain(model: TaskModel, feats: Features, config: TrainConfig,
         if config.few_shot_loss == "pairs":
             info = _pairs(enc, embed, feats, config, optimizer, rng, batch_size, progress)
         else:
-            info = _supcon(enc, embed, feats, config, optimizer, rng, progress, bf16)
+            info = _supcon(enc, embed, feats, config, optimizer, rng, progress, bf16, set(special_ids))
     finally:
         for p in frozen:
             p.requires_grad_(False)
@@ -195,7 +195,7 @@ def _pairs(enc, embed, feats, config, optimizer, rng, batch_size, progress) -> d
     return {"loss": "pairs", "pairs": len(pairs), "steps": steps}
 
 
-def _supcon(enc, embed, feats, config, optimizer, rng, progress, bf16) -> dict:
+def _supcon(enc, embed, feats, config, optimizer, rng, progress, bf16, special=frozenset()) -> dict:
     classes = len(set(np.asarray(feats.targets).tolist()))
     per_batch = max(2, min(config.few_shot_classes_per_batch, classes))
     per_class = 4
@@ -215,7 +215,10 @@ def _supcon(enc, embed, feats, config, optimizer, rng, progress, bf16) -> dict:
                 near = _neighbours(embed, feats, per_batch - 1)
             enc.train()
             for batch in class_batches(feats.targets, per_batch, per_class, rng, near):
-                z = F.normalize(embed([feats.input_ids[i] for i in batch]), dim=-1)
+                rows = [feats.input_ids[i] for i in batch]
+                if config.augment > 0:  # token deletion / swap, a new view of each row every pass
+                    rows = [augment_ids(r, config.augment, rng, special) for r in rows]
+                z = F.normalize(embed(rows), dim=-1)
                 loss = supcon_loss(z, targets[batch].to(z.device), config.few_shot_temperature)
                 _step(loss, enc, config, optimizer, schedule)
                 losses.append(loss.item())
