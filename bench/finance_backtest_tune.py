@@ -8,7 +8,7 @@ through :class:`Monitor` (``tuneforge.plugins.finance.backtest.replay``), not a 
 
 Search: each rule alone over its grid (the template's other settings kept), the best by the
 criterion (recall, subject to precision >= --min-precision on ``tune``; ties: lower median delay,
-fewer alerts); then every non-empty combination of the three winners with ``[alerts] dedup``,
+fewer alerts); then every non-empty combination of the winners with ``[alerts] dedup``,
 and the template's current set as it is.
 The winner is replayed once on ``test`` and printed beside the template's current defaults.
 """
@@ -36,17 +36,31 @@ GRIDS = {
     "negative_share": {"window": ["1h", "2h"], "threshold": [0.5, 0.6, 0.7], "min_volume": [4, 5, 6, 8]},
     "negative_surge": {"z": [3.0, 4.0, 5.0], "min_count": [3, 4, 5, 6]},
     "sentiment_drop": {"drop": [0.4, 0.5, 0.6], "min_volume": [4, 6, 8]},
+    "negative_run": {"event_share": [0.6, 0.7], "threshold": [6.0, 7.0, 8.0]},
 }
 WIDE = {   # --wide: lower thresholds too (a model that misses negatives dilutes an event's share)
     "negative_share": {"window": ["1h", "2h"], "threshold": [0.35, 0.4, 0.45, 0.5, 0.6],
                        "min_volume": [5, 6, 8, 10]},
     "negative_surge": {"z": [2.5, 3.0, 4.0], "min_count": [3, 4, 5]},
     "sentiment_drop": {"drop": [0.3, 0.4, 0.5], "min_volume": [6, 8]},
+    "negative_run": {"event_share": [0.5, 0.6, 0.7], "threshold": [4.0, 5.0, 6.0, 7.0, 8.0]},
 }
+# a rule kind the template does not ship starts from these settings (the surge rule's: what the template
+# shipped before the sixth session's search left it out)
+STARTERS = {"negative_run": {"name": "negative-run", "kind": "negative_run", "window": "3h", "baseline_share": 0.15,
+                             "event_share": 0.6, "threshold": 7.0, "min_count": 4, "cooldown": "2h"},
+            "negative_surge": {"name": "negative-surge", "kind": "negative_surge", "bucket": "1h", "z": 4.0,
+                               "min_count": 6, "alpha": 0.3, "warmup": 3, "cooldown": "2h"}}
 
 
 def template_rules() -> dict[str, dict]:
-    return {r["kind"]: r for r in read_toml(TEMPLATE)["rules"]}
+    """The template's rules by kind; ``shipped``: the kinds it really has (the others are STARTERS)."""
+    rules = {r["kind"]: r for r in read_toml(TEMPLATE)["rules"]}
+    return {**STARTERS, **rules}
+
+
+def shipped_rules() -> list[dict]:
+    return list(read_toml(TEMPLATE)["rules"])
 
 
 def config_with(rules: list[dict], dedup: str = "2h", negative_at: float | None = None) -> MonitorConfig:
@@ -84,6 +98,9 @@ def main() -> None:
     p.add_argument("--joint", action="store_true",
                    help="search every combination of the share and drop rules' grids (and the template's surge rule "
                         "or none) instead of combining per-rule winners")
+    p.add_argument("--with-run", action="store_true",
+                   help="--joint: also try each combination with the negative_run (CUSUM) rule as the template has it "
+                        "(or its starting settings)")
     p.add_argument("--negative-at", default="none",
                    help="comma list of [model] negative_at values to search with every rule set (none = top label)")
     p.add_argument("--out", help="write the JSON result here")
@@ -105,7 +122,7 @@ def main() -> None:
         raise SystemExit(f"no rule set reaches precision {args.min_precision} on the tune half")
     rules, tuned, negative_at = best[0], best[1], best[2]
     held_out = run(rules, test, ev_test, scorer, args.tolerance, negative_at)
-    defaults = [base[k] for k in GRIDS if k in base]
+    defaults = shipped_rules()
     before_tune = run(defaults, tune, ev_tune, scorer, args.tolerance)
     before_test = run(defaults, test, ev_test, scorer, args.tolerance)
     result = {"scorer": scorer.describe(), "min_precision": args.min_precision, "tolerance_s": args.tolerance,
@@ -124,7 +141,8 @@ def main() -> None:
 def search(base, tune, ev_tune, scorer, args, negative_at, log):
     """Each rule over its grid, then every combination of the winners (and the template's set),
     all with one ``negative_at``: the best (rules, result, negative_at) on ``tune`` or None.
-    ``--joint``: every combination of the share and drop grids instead (each rule may be left out)."""
+    ``--joint``: every combination of the share and drop grids instead (each rule may be left out),
+    with the template's surge rule or without it (``--with-run``: also with or without the CUSUM rule)."""
     if args.joint:
         return joint_search(base, tune, ev_tune, scorer, args, negative_at, log)
     winners = {}
@@ -144,7 +162,7 @@ def search(base, tune, ev_tune, scorer, args, negative_at, log):
                   f"{best[1].overall.precision} recall {best[1].overall.recall}", file=sys.stderr)
     best = None
     combos = [list(c) for n in range(1, len(winners) + 1) for c in itertools.combinations(winners.values(), n)]
-    combos.append([base[k] for k in GRIDS if k in base])        # keeping the template's set is a candidate too
+    combos.append(shipped_rules())        # keeping the template's set is a candidate too
     for combo in combos:
         res = run(combo, tune, ev_tune, scorer, args.tolerance, negative_at)
         if ok(res, args.min_precision) and (best is None or key(res) > key(best[1])):
@@ -160,9 +178,10 @@ def joint_search(base, tune, ev_tune, scorer, args, negative_at, log):
         return [None] + [{**base[kind], **dict(zip(grid, values))} for values in itertools.product(*grid.values())]
 
     best = None
-    for share, drop, surge in itertools.product(options("negative_share"), options("sentiment_drop"),
-                                                [None, base["negative_surge"]]):
-        combo = [r for r in (share, surge, drop) if r is not None]
+    for share, drop, surge, run_rule in itertools.product(options("negative_share"), options("sentiment_drop"),
+                                                          [None, base["negative_surge"]],
+                                                          [None, base["negative_run"]] if args.with_run else [None]):
+        combo = [r for r in (share, surge, drop, run_rule) if r is not None]
         if not combo:
             continue
         res = run(combo, tune, ev_tune, scorer, args.tolerance, negative_at)

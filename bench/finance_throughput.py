@@ -8,7 +8,7 @@ Same texts for all three (the Twitter financial news validation set, cycled to `
                       texts in one call (globally length-sorted batches) -- the ceiling
 * ``monitor int8``    the whole monitor: a JSONL file with ids and timestamps is read, parsed,
                       de-duplicated, scored with the *same* loaded INT8 predictor, entities found
-                      (cashtags + a watchlist), windows updated, three rules checked per entity, items
+                      (cashtags + a watchlist), windows updated, four rules checked per entity, items
                       and alerts committed to SQLite, alerts written to a JSONL sink
 * ``monitor pytorch`` the same monitor with a PyTorch-eager scorer (the run's TaskModel, HF fast
                       tokenizer, length-sorted batches of 32 per chunk, torch.inference_mode)
@@ -87,6 +87,13 @@ window = "1h"
 baseline = "24h"
 drop = 0.5
 min_volume = 8
+
+[[rules]]
+name = "negative-run"
+kind = "negative_run"
+window = "3h"
+threshold = 7.0
+min_count = 4
 
 [sinks]
 console = false

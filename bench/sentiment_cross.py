@@ -109,7 +109,10 @@ def write_csv(rows, path: Path) -> Path:
 
 
 class TorchModel:
-    def __init__(self, run_dir: Path):
+    """A run's model in PyTorch; ``alpha`` < 1: its encoder weights interpolated towards the base
+    model's (``tuneforge.train.wise.interpolate``, WiSE-FT), the head kept."""
+
+    def __init__(self, run_dir: Path, alpha: float = 1.0):
         import torch
         from transformers import AutoTokenizer
 
@@ -117,6 +120,10 @@ class TorchModel:
 
         self.torch = torch
         self.model = TaskModel.load(run_dir / "model").eval()
+        if alpha != 1.0:
+            from tuneforge.train.wise import interpolate
+
+            interpolate(self.model, alpha)
         self.tok = AutoTokenizer.from_pretrained(run_dir / "model" / "encoder")
         labels = [str(x).lower() for x in self.model.spec.labels]
         self.columns = [labels.index(n) for n in ORDER]
@@ -151,11 +158,22 @@ def macro_f1(y, pred) -> float:
     return float(np.mean(f1s))
 
 
-def score_run(run_dir: Path, sources, valid_of: str | None) -> dict:
+def score_metrics(p: np.ndarray, y: np.ndarray) -> dict:
+    """The continuous score p(pos) - p(neg) the way the issue's unseen sets grade it: cosine to the
+    gold score (here -1 / 0 / +1 from the label) and sign agreement on the non-neutral rows."""
+    score = p[:, 2] - p[:, 0]
+    gold = y.astype(np.float64) - 1.0
+    polar = gold != 0
+    cos = float(score @ gold / max(np.linalg.norm(score) * np.linalg.norm(gold), 1e-12))
+    sign = float((np.sign(score[polar]) == gold[polar]).mean()) if polar.any() else float("nan")
+    return {"score_cosine": round(cos, 4), "sign_agreement": round(sign, 4)}
+
+
+def score_run(run_dir: Path, sources, valid_of: str | None, alpha: float = 1.0) -> dict:
     from tuneforge.temperature import apply_temperature, ece, fit_temperature, nll
 
-    model = TorchModel(run_dir)
-    out = {"run": str(run_dir)}
+    model = TorchModel(run_dir, alpha)
+    out = {"run": str(run_dir), **({"wise_alpha": alpha} if alpha != 1.0 else {})}
     temp = 1.0
     if valid_of is not None:
         rows = sources[valid_of]["valid"]
@@ -170,10 +188,15 @@ def score_run(run_dir: Path, sources, valid_of: str | None) -> dict:
         pt = apply_temperature(p, temp)
         y = np.array([ORDER.index(lab) for _, lab in rows])
         pred = p.argmax(1)
+        vrows = splits["valid"]   # every source's validation split: what a recipe may be chosen on
+        pvv = softmax(model.logits([t for t, _ in vrows])).argmax(1)
+        yvv = np.array([ORDER.index(lab) for _, lab in vrows])
         out[name] = {"n": len(rows), "accuracy": round(float((pred == y).mean()), 4),
+                     "valid_accuracy": round(float((pvv == yvv).mean()), 4),
                      "macro_f1": round(macro_f1(y, pred), 4),
                      "nll": round(nll(p, y), 4), "nll_T": round(nll(pt, y), 4),
-                     "ece": round(ece(p, y), 4), "ece_T": round(ece(pt, y), 4)}
+                     "ece": round(ece(p, y), 4), "ece_T": round(ece(pt, y), 4),
+                     **score_metrics(pt, y)}   # with T: the score the bundle serves
     return out
 
 
@@ -192,6 +215,9 @@ def main() -> None:
     ap.add_argument("--work", default="/tmp/tuneforge-sentiment-cross")
     ap.add_argument("--extra-run", action="append", default=[],
                     help="a finished finance-sentiment run folder to score too (SRC=PATH: its validation source)")
+    ap.add_argument("--wise", default="1",
+                    help="comma list of WiSE-FT alphas to score every run at (its encoder interpolated towards the "
+                         "base model; 1 = as trained), e.g. 1,0.9,0.8,0.7")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "sentiment_cross.json"))
     args = ap.parse_args()
     work = Path(args.work)
@@ -201,6 +227,7 @@ def main() -> None:
     print(json.dumps({"sizes": sizes}), file=sys.stderr)
     files = {n: {k: write_csv(v, work / "data" / f"{n}-{k}.csv") for k, v in s.items()} for n, s in sources.items()}
     results = []
+    alphas = [float(a) for a in args.wise.split(",") if a.strip()]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     for src in [s for s in args.sources.split(",") if s]:
         name = f"cross-{src}-{args.mode}-{args.epochs:g}ep" + (f"-{args.tag}" if args.tag else "")
@@ -222,21 +249,25 @@ def main() -> None:
         train_s = time.perf_counter() - t
         recipe = f"{args.mode} {args.epochs:g} ep, max_length {args.max_length}" + "".join(
             f", {setting}" for setting in args.settings)
-        row = {"train": src, "recipe": recipe,
-               "train_s": round(train_s, 1), **score_run(work / "runs" / name, sources, src)}
-        results.append(row)
-        print(json.dumps(row), file=sys.stderr)
+        for alpha in alphas:
+            row = {"train": src, "recipe": recipe + (f", wise_alpha={alpha:g}" if alpha != 1.0 else ""),
+                   "train_s": round(train_s, 1), **score_run(work / "runs" / name, sources, src, alpha)}
+            results.append(row)
+            print(json.dumps(row), file=sys.stderr)
     for spec in args.extra_run:
         src, _, path = spec.rpartition("=")
-        row = {"train": src or "twitter", "recipe": f"extra: {path}",
-               **score_run(Path(path), sources, src or "twitter")}
-        results.append(row)
-        print(json.dumps(row), file=sys.stderr)
+        for alpha in alphas:
+            row = {"train": src or "twitter",
+                   "recipe": f"extra: {path}" + (f", wise_alpha={alpha:g}" if alpha != 1.0 else ""),
+                   **score_run(Path(path), sources, src or "twitter", alpha)}
+            results.append(row)
+            print(json.dumps(row), file=sys.stderr)
     names = list(sources)
-    print("| trained on | recipe | T | " + " | ".join(f"{n} acc / F1" for n in names) + " |")
+    print("| trained on | recipe | T | " + " | ".join(f"{n} acc / F1 / score cosine / sign" for n in names) + " |")
     print("|---|---|---|" + "---|" * len(names))
     for r in results:
-        cells = [f"{r[n]['accuracy']:.3f} / {r[n]['macro_f1']:.3f}" for n in names]
+        cells = [f"{r[n]['accuracy']:.4f} / {r[n]['macro_f1']:.3f} / {r[n]['score_cosine']:.3f} / "
+                 f"{r[n]['sign_agreement']:.3f}" for n in names]
         print(f"| {r['train']} | {r['recipe']} | {r['temperature']:g} | " + " | ".join(cells) + " |")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

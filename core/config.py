@@ -70,6 +70,7 @@ class TrainConfig:
     class_weights: bool = False
     label_smoothing: float = 0.0       # classification: share of each target spread over all labels
     layer_lr_decay: float = 1.0        # layer i of L (0 = bottom): lr * decay**(L-1-i); embeddings decay**L
+    wise_alpha: float = 1.0            # full / top-k: encoder = alpha * fine-tuned + (1 - alpha) * base (WiSE-FT)
     early_stopping_patience: int = 2   # evaluations without improvement; 0 = off
     metric: str = "auto"               # validation metric for early stopping; auto = by task kind
     evals_per_epoch: int = 1
@@ -133,6 +134,11 @@ class TrainConfig:
              "0.1 is the usual value; 0 turns it off")
         need(0 < self.layer_lr_decay <= 1, f"layer_lr_decay must be in (0, 1], got {self.layer_lr_decay}",
              "0.8-0.95 keeps the lower layers close to the pretrained model; 1 turns it off")
+        need(0 < self.wise_alpha <= 1, f"wise_alpha must be in (0, 1], got {self.wise_alpha}",
+             "the share of the fine-tuned weights kept (1 = off); bench/sentiment_cross.py --wise sweeps it")
+        need(self.wise_alpha == 1 or self.mode in ("full", "top-k"),
+             f"wise_alpha is for modes full and top-k, not {self.mode}",
+             "drop wise_alpha, or train with --mode full")
         need(self.precision in ("auto", "fp32", "bf16", "fp16"), f"unknown precision {self.precision!r}",
              "use auto, fp32, bf16 or fp16")
         need(self.dropout is None or 0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}")

@@ -134,3 +134,17 @@ def test_shipped_benchmark_stream_is_reproduced_by_its_seeded_script(tmp_path):
     events = read_events(shipped / "test-events.jsonl")
     assert len(events) == 30 and len({e.entity for e in events}) == 10
     assert min(e.size for e in events) >= 5 and max(e.size for e in events) <= 30
+
+
+def test_backtest_without_config_reads_the_stream_the_way_the_template_does():
+    """The default replay is the shipped template: its rules and its ``[model] negative_at``
+    (how a probability becomes a negative item), only the scorer and the watchlist left out."""
+    from tuneforge.plugins.finance import TEMPLATES
+    from tuneforge.plugins.finance.backtest import default_config
+    from tuneforge.storage import read_toml
+
+    template = read_toml(TEMPLATES / "finance-monitor" / "monitor.toml")
+    cfg = default_config()
+    assert cfg.model.negative_at == template["model"]["negative_at"] is not None
+    assert [r.name for r in cfg.rules] == [r["name"] for r in template["rules"]]
+    assert "negative_run" in [r.kind for r in cfg.rules] and not cfg.watchlist.companies

@@ -3,6 +3,8 @@ scorer on a tiny bundle, reports, CLI, the app template."""
 
 from __future__ import annotations
 
+import math
+
 import json
 import subprocess
 import sys
@@ -22,7 +24,8 @@ from tuneforge.plugins.finance.entities import Company, Watchlist, extract_entit
 from tuneforge.plugins.finance.ingest import FileSource
 from tuneforge.plugins.finance.items import Item, Malformed, parse_json_line
 from tuneforge.plugins.finance.monitor import Monitor
-from tuneforge.plugins.finance.rules import NegativeShareRule, NegativeSurgeRule, SentimentDropRule, rule_from_dict
+from tuneforge.plugins.finance.rules import (NegativeRunRule, NegativeShareRule, NegativeSurgeRule, SentimentDropRule,
+                                             rule_from_dict)
 from tuneforge.plugins.finance.sample import make_stream, write_jsonl
 from tuneforge.plugins.finance.scoring import BundleScorer, KeywordScorer
 from tuneforge.plugins.finance.sinks import WebhookSink
@@ -148,6 +151,43 @@ def test_sentiment_drop_compares_with_the_rest_of_the_baseline():
     assert _feed(engine, ws, "ACME", [POS, NEU] * 10, step=600) == []
     alerts = _feed(engine, ws, "ACME", [NEG] * 4, start=20 * 600, step=300)
     assert len(alerts) == 1 and alerts[0].value >= 0.5
+
+
+def test_negative_run_adds_up_a_slow_burst_that_no_hourly_window_sees():
+    """Six negatives in 12 items spread over 3 h (never more than 2 in an hour) fire the CUSUM rule
+    once; a busy day of the same number of negatives among mostly neutral news never does."""
+    run = NegativeRunRule("run", window=4 * 3600, baseline_share=0.15, event_share=0.6, threshold=4.0,
+                          min_count=4)
+    share = NegativeShareRule("share", window=3600, threshold=0.6, min_volume=4)
+    up, down = math.log(0.6 / 0.15), math.log(0.4 / 0.85)
+    ws, engine = WindowSet([3600.0, 4 * 3600.0]), AlertEngine([run, share])
+    busy = [NEU, NEU, NEG, NEU, POS, NEU, NEU, NEG] * 6          # 25 % negative over 8 h
+    assert _feed(engine, ws, "GLBX", busy, step=600) == []
+    slow = [NEG, NEU] * 6                                        # 50 % negative, one every 30 min
+    alerts = _feed(engine, ws, "ACME", slow, start=8 * 3600, step=900)
+    assert [a.rule for a in alerts] == ["run"]
+    a = alerts[0]
+    # the best run ending at the alerting item: all of it so far (n negatives, n - 1 others)
+    negatives = len(a.items)
+    assert a.value == pytest.approx(negatives * up + (negatives - 1) * down) and a.value >= 4.0
+    assert negatives == 6 and a.items == [f"ACME-28800-{i}" for i in range(0, 11, 2)]
+    assert "CUSUM" in a.message and f"{negatives} of the last {2 * negatives - 1} items negative" in a.message
+
+
+def test_negative_run_is_the_same_whatever_order_the_items_arrive_in():
+    rule = NegativeRunRule("run", window=3 * 3600, threshold=3.0, min_count=3)
+    labels = [NEU, NEG, NEG, NEU, NEG, POS, NEG, NEU, NEG]
+    entries = [Entry(T0 + i * 300, i, lab, 0.0, f"i{i}") for i, lab in enumerate(labels)]
+    values = []
+    for order in (entries, entries[::-1], entries[3:] + entries[:3]):
+        ws = WindowSet([3 * 3600.0], grace=3000)
+        for e in order:
+            ws.advance(e.ts)
+            ws.add("ACME", e)
+        values.append(rule.check("ACME", ws, {}).value)
+    assert values[0] == pytest.approx(values[1]) == pytest.approx(values[2])
+    with pytest.raises(ConfigError, match="baseline_share < event_share"):
+        rule_from_dict({"name": "x", "kind": "negative_run", "baseline_share": 0.5, "event_share": 0.4})
 
 
 def test_rule_config_errors_are_one_clear_line():

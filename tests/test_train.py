@@ -211,6 +211,8 @@ def test_lora_merge_gives_the_same_outputs(tiny_encoder_dir):
     ({"learning_rat": 1e-4}, "unknown setting 'learning_rat'"),
     ({"label_smoothing": 1.0}, "label_smoothing must be in"),
     ({"layer_lr_decay": 0}, "layer_lr_decay must be in"),
+    ({"wise_alpha": 0}, "wise_alpha must be in"),
+    ({"wise_alpha": 0.8, "mode": "lora"}, "wise_alpha is for modes full and top-k"),
 ])
 def test_bad_configs_fail_with_one_clear_message(settings, message):
     with pytest.raises(ConfigError, match=message):
@@ -385,3 +387,45 @@ def test_bad_training_settings_from_the_cli_fail_with_one_line(tmp_path, tiny_en
                                       tiny_encoder_dir, "--output-dir", str(tmp_path / "runs"), *args])
     assert result.exit_code == 2 and message in result.output
     assert not (tmp_path / "runs").exists()
+
+
+def test_wise_alpha_moves_the_saved_encoder_part_of_the_way_back_to_the_base(tmp_path, tiny_encoder_dir, data_dir):
+    """Same seed, same data: the run with ``wise_alpha = 0.25`` saves the encoder at a quarter of
+    the plain run's distance from the base weights, every tensor on the line between the two; the
+    head is the plain run's, and the metrics describe the interpolated model."""
+    from transformers import AutoModel
+
+    base = AutoModel.from_pretrained(tiny_encoder_dir).state_dict()
+    runs = {}
+    for alpha in (1.0, 0.25):
+        cfg = tiny_config(tmp_path / str(alpha), tiny_encoder_dir, "text-classification", data_dir / "cls.csv",
+                          wise_alpha=alpha)
+        runs[alpha] = train(cfg, progress=False)
+    plain = TaskModel.load(runs[1.0].run_dir / "model")
+    wise = TaskModel.load(runs[0.25].run_dir / "model")
+    ws, ps = wise.encoder.state_dict(), plain.encoder.state_dict()
+    moved = 0
+    for name, b in base.items():
+        if not b.is_floating_point():
+            continue
+        assert torch.allclose(ws[name], 0.25 * ps[name] + 0.75 * b, atol=1e-5), name
+        moved += not torch.equal(ps[name], b)
+    assert moved > 10   # the plain run really moved the encoder
+    assert torch.equal(wise.head.weight, plain.head.weight)
+    report = json.loads((runs[0.25].run_dir / "report.json").read_text())
+    assert report["wise_alpha"] == 0.25
+    assert runs[0.25].metrics["test"] != runs[1.0].metrics["test"]
+
+
+def test_wise_interpolation_refuses_an_encoder_of_another_shape(tiny_encoder_dir):
+    from transformers import AutoModel, BertConfig, BertModel
+
+    from tuneforge.train.wise import interpolate
+
+    model = TaskModel(AutoModel.from_pretrained(tiny_encoder_dir), ModelSpec("classification", ["a", "b"]))
+    cfg = model.encoder.config
+    other = BertModel(BertConfig(vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size * 2,
+                                 num_hidden_layers=cfg.num_hidden_layers, num_attention_heads=cfg.num_attention_heads,
+                                 intermediate_size=cfg.intermediate_size))
+    with pytest.raises(ConfigError, match="has another shape there"):
+        interpolate(model, 0.5, other)

@@ -182,6 +182,12 @@ def run_training(task: TaskSpec, config: TrainConfig, pm, *, progress: bool = Tr
                           special_ids=set(tokenizer.all_special_ids), run_dir=run_dir, progress=progress)
         if not label_only:
             fit = trainer.fit(feats["train"], feats["validation"])
+            if config.wise_alpha < 1.0:   # before the metrics: they describe the model that is saved
+                from .wise import interpolate
+
+                interpolate(trainer.model, config.wise_alpha)
+                extra["wise_alpha"] = config.wise_alpha
+                log(f"encoder weights interpolated towards {spec.base_model}: alpha {config.wise_alpha:g}", progress)
         elif train_feats is not None:
             fit = trainer.fit(train_feats, None)
             if config.few_shot_finetune_epochs > 0:

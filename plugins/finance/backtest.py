@@ -346,7 +346,8 @@ def format_table(result: BacktestResult) -> str:
 
 def default_config(config_path=None):
     """The rules, windows and dedup of ``config_path``, or of the template's ``monitor.toml`` (the
-    shipped defaults) without its watchlist; the scorer is passed separately."""
+    shipped defaults: its rules and its ``[model] negative_at`` / ``temperature``) without its
+    watchlist; the scorer is passed separately."""
     from tuneforge.storage import read_toml
 
     from . import TEMPLATES
@@ -355,7 +356,9 @@ def default_config(config_path=None):
     if config_path is not None:
         return MonitorConfig.load(config_path)
     data = read_toml(TEMPLATES / "finance-monitor" / "monitor.toml")
-    data["model"] = {"scorer": "keywords"}            # replaced by the scorer the caller passes
+    # the scorer is replaced by the one the caller passes; how its output is read stays the template's
+    data["model"] = {"scorer": "keywords", **{k: v for k, v in data.get("model", {}).items()
+                                             if k in ("negative_at", "temperature")}}
     data.pop("watchlist", None)
     data["sinks"] = {"console": False}
     return MonitorConfig.from_dict(data)

@@ -6,6 +6,10 @@
                     z-score >= ``z`` and count >= ``min_count`` (after ``warmup`` buckets)
 ``sentiment_drop``  mean sentiment (p(pos) - p(neg)) in ``window`` fell by >= ``drop`` below the
                     rest of the ``baseline`` window
+``negative_run``    CUSUM of the entity's recent items (within ``window``, newest last): the
+                    log-likelihood ratio of "``event_share`` of items negative" against
+                    "``baseline_share``" over the best run ending now >= ``threshold``, with at
+                    least ``min_count`` negative items in that run
 ==================  ==========================================================================
 
 A rule is a condition; :class:`tuneforge.plugins.finance.alerts.AlertEngine` turns it
@@ -232,8 +236,58 @@ class SentimentDropRule(Rule):
                        f"vs {before:+.2f} before (drop {fall:.2f})", w.item_ids(NEG, self.max_items), w.n)
 
 
+@dataclass
+class NegativeRunRule(Rule):
+    """Page's CUSUM over items instead of clock buckets: each negative item adds
+    ``log(event_share / baseline_share)``, each other item adds ``log((1 - event_share) / (1 -
+    baseline_share))`` (< 0), and the statistic is the largest sum over the runs of items that end
+    at the newest one.  A burst spread over two hours adds up as well as one in ten minutes, and
+    a busy day of neutral news pulls the sum down.  Computed from the window's items in timestamp
+    order at every check (the newest :attr:`MAX_SCAN` of them), so out-of-order arrival inside the
+    grace gives the same value."""
+
+    window: float = 10800.0
+    baseline_share: float = 0.15
+    event_share: float = 0.6
+    threshold: float = 5.0
+    min_count: int = 4
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not 0 < self.baseline_share < self.event_share < 1:
+            raise ConfigError(f"rule {self.name}: need 0 < baseline_share < event_share < 1, got "
+                              f"{self.baseline_share} and {self.event_share}")
+        if self.threshold <= 0 or self.min_count < 1:
+            raise ConfigError(f"rule {self.name}: threshold must be > 0 and min_count >= 1")
+
+    def windows(self):
+        return [self.window]
+
+    MAX_SCAN = 256   # runs considered: at most the newest 256 items of the window (a busy name stays O(1))
+
+    def check(self, key, windows, state):
+        entries = windows.get(key, self.window).entries()[-self.MAX_SCAN:]
+        up = math.log(self.event_share / self.baseline_share)
+        down = math.log((1 - self.event_share) / (1 - self.baseline_share))
+        total, negatives, best = 0.0, 0, (0.0, 0, len(entries))
+        for i in range(len(entries) - 1, -1, -1):
+            neg = entries[i].label == NEG
+            total += up if neg else down
+            negatives += neg
+            if total > best[0]:
+                best = (total, negatives, i)
+        value, count, start = best
+        if value < self.threshold or count < self.min_count:
+            return None
+        run = entries[start:]
+        ids = [e.item_id for e in run if e.label == NEG][-self.max_items:]
+        return Finding(value, self.threshold, self._severity(value),
+                       f"{key}: {count} of the last {len(run)} items negative over "
+                       f"{max(round((run[-1].ts - run[0].ts) / 60), 1)} min (CUSUM {value:.1f})", ids, len(run))
+
+
 KINDS = {"negative_share": NegativeShareRule, "negative_surge": NegativeSurgeRule,
-         "sentiment_drop": SentimentDropRule}
+         "sentiment_drop": SentimentDropRule, "negative_run": NegativeRunRule}
 DURATIONS = ("cooldown", "window", "bucket", "baseline")
 
 

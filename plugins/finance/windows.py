@@ -69,6 +69,10 @@ class Window:
     def n(self) -> int:
         return len(self._entries) - self._head
 
+    def entries(self) -> list[Entry]:
+        """The window's items, oldest first (by timestamp, then arrival)."""
+        return self._entries[self._head:]
+
     def share(self, label: int) -> float:
         return self.counts[label] / self.n if self.n else 0.0
 
