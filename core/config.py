@@ -78,6 +78,7 @@ class TrainConfig:
     split: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
     limit_train: int | None = None     # keep a stratified subset of this many training rows
     seed: int = 42
+    data_seed: int | None = None       # batch order and dropout only (None = seed); the head's init stays seed's
     precision: str = "auto"            # auto | fp32 | bf16 | fp16 (autocast: CUDA; bf16 also on CPU)
     device: str = "auto"
     cache_frozen: bool = True          # top-k / head: run frozen layers once, cache their output

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 
 import pytest
 import torch
@@ -429,3 +430,42 @@ def test_wise_interpolation_refuses_an_encoder_of_another_shape(tiny_encoder_dir
                                  intermediate_size=cfg.intermediate_size))
     with pytest.raises(ConfigError, match="has another shape there"):
         interpolate(model, 0.5, other)
+
+
+def test_a_soup_is_the_mean_of_runs_that_differ_only_in_data_seed(tmp_path, tiny_encoder_dir, data_dir):
+    """``data_seed`` changes batch order and dropout but not the head's initial weights; the soup of
+    two such runs holds the element-wise mean of their weights and is an ordinary run folder."""
+    from tuneforge.train.soup import soup_runs
+
+    runs = [train(tiny_config(tmp_path / str(ds), tiny_encoder_dir, "text-classification", data_dir / "cls.csv",
+                              epochs=1, data_seed=ds), progress=False) for ds in (1, 2)]
+    a, b = (TaskModel.load(r.run_dir / "model") for r in runs)
+    assert not torch.equal(a.head.weight, b.head.weight)       # trained differently ...
+    from click.testing import CliRunner
+
+    from tuneforge.cli import cli
+
+    res = CliRunner().invoke(cli, ["soup", *[str(r.run_dir) for r in runs], "--out", str(tmp_path / "soup"), "--json"])
+    assert res.exit_code == 0, res.output
+    out = Path(json.loads(res.output)["run_dir"])
+    soup = TaskModel.load(out / "model")
+    for (name, w), wa, wb in zip(soup.state_dict().items(), a.state_dict().values(), b.state_dict().values()):
+        if w.is_floating_point():
+            assert torch.allclose(w, (wa + wb) / 2, atol=1e-6), name
+    assert json.loads((out / "soup.json").read_text())["members"] == [str(r.run_dir) for r in runs]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0.0 <= metrics["test"]["accuracy"] <= 1.0 and metrics["validation"]["n"] > 0
+    assert (out / "splits" / "validation.jsonl").is_file() and (out / "labels.json").is_file()
+    with pytest.raises(Exception, match="already exists"):
+        soup_runs([r.run_dir for r in runs], out)
+
+
+def test_data_seed_keeps_the_heads_initial_weights(tiny_encoder_dir, tmp_path, data_dir):
+    """Same seed, other data_seed: one epoch of 0 learning rate leaves both heads at their init,
+    which must be identical (the soup's premise)."""
+    heads = []
+    for ds in (1, 2):
+        cfg = tiny_config(tmp_path / str(ds), tiny_encoder_dir, "text-classification", data_dir / "cls.csv",
+                          epochs=1, data_seed=ds, learning_rate=1e-12, head_learning_rate=1e-12)
+        heads.append(TaskModel.load(train(cfg, progress=False).run_dir / "model").head.weight)
+    assert torch.allclose(heads[0], heads[1], atol=1e-6)

@@ -63,9 +63,9 @@ def report() -> None:
 
 
 def _register_commands() -> None:
-    from . import apps, distill, evaluate, export, plugins, predict, serve, signing, train
+    from . import apps, distill, evaluate, export, plugins, predict, serve, signing, soup, train
 
-    for module in (train, distill, evaluate, export, predict, serve, signing, plugins, apps):
+    for module in (train, distill, soup, evaluate, export, predict, serve, signing, plugins, apps):
         module.register(cli)
     cli.add_command(report)
     from ..plugin_manager import call_each

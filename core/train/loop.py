@@ -273,8 +273,9 @@ class Trainer:
     # -- training ------------------------------------------------------------
     def fit(self, train: Features, val: Features | None) -> FitResult:
         cfg = self.config
-        rng = random.Random(cfg.seed)
-        torch.manual_seed(cfg.seed)
+        data_seed = cfg.seed if cfg.data_seed is None else cfg.data_seed
+        rng = random.Random(data_seed)
+        torch.manual_seed(data_seed)
         if cfg.class_weights and self.kind == "classification":
             self.class_weights = class_weight_tensor(train.targets, len(self.labels))
         lengths = train.lengths()

@@ -1,0 +1,82 @@
+"""A uniform model soup (Wortsman et al., ICML 2022): the weights of several fine-tuned runs averaged.
+
+The runs must share a base model, task, labels and architecture; they differ in what the data
+seed changes (batch order and dropout, ``TrainConfig.data_seed``), so they start from the same
+weights -- head included -- and end in the same basin, where the average is a better single model
+than its members, at one model's cost to serve.  ``soup_runs`` writes an ordinary run folder (the
+first member's config, labels and splits, ``soup.json`` naming the members, metrics re-measured
+on the validation and test splits), which ``tuneforge export`` takes like any run.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+
+from ..errors import UsageError
+from ..modeling import TaskModel
+from ..storage import write_json
+
+
+def average_models(models: list[TaskModel]) -> TaskModel:
+    """The first model with every floating-point weight replaced by the members' mean."""
+    if len(models) < 2:
+        raise UsageError("a soup needs at least two runs")
+    first = models[0]
+    for other in models[1:]:
+        if (other.spec.kind, list(other.spec.labels), other.spec.max_length) != (
+                first.spec.kind, list(first.spec.labels), first.spec.max_length):
+            raise UsageError("the runs of a soup must share task kind, labels and max_length",
+                             hint="average runs of one recipe trained with different data_seed values")
+    states = [m.state_dict() for m in models]
+    keys = list(states[0])
+    for s in states[1:]:
+        if list(s) != keys or any(s[k].shape != states[0][k].shape for k in keys):
+            raise UsageError("the runs of a soup must have the same architecture",
+                             hint="average runs of one recipe trained with different data_seed values")
+    with torch.no_grad():
+        for k in keys:
+            if states[0][k].is_floating_point():
+                states[0][k].copy_(torch.stack([s[k].float() for s in states]).mean(0).to(states[0][k].dtype))
+    return first
+
+
+def soup_runs(runs: list[str | Path], out_dir: str | Path) -> Path:
+    """Average the saved models of ``runs`` into the new run folder ``out_dir``; returns it."""
+    from transformers import AutoTokenizer
+
+    from .driver import _save_model_atomically, evaluate_saved
+
+    runs = [Path(r) for r in runs]
+    for r in runs:
+        if not (r / "model").is_dir() or not (r / "run.json").is_file():
+            raise UsageError(f"{r} is not a finished run folder (no model/ or run.json)",
+                             hint="pass folders printed by `tuneforge train`")
+    out = Path(out_dir)
+    if out.exists():
+        raise UsageError(f"{out} already exists", hint="choose a new folder for the soup")
+    model = average_models([TaskModel.load(r / "model") for r in runs]).eval()
+    tokenizer = AutoTokenizer.from_pretrained(runs[0] / "model" / "encoder")
+    out.mkdir(parents=True)
+    try:
+        for name in ("config.json", "labels.json"):
+            if (runs[0] / name).is_file():
+                shutil.copy2(runs[0] / name, out / name)
+        shutil.copytree(runs[0] / "splits", out / "splits")
+        _save_model_atomically(model, tokenizer, out / "model")
+        info = json.loads((runs[0] / "run.json").read_text())
+        info.update(id=out.name, soup=[str(r) for r in runs], status="complete")
+        write_json(out / "run.json", info)
+        write_json(out / "soup.json", {"members": [str(r) for r in runs], "weights": "uniform"})
+        metrics = {split: evaluate_saved(out, out / "splits" / f"{name}.jsonl")["metrics"]
+                   for split, name in (("validation", "validation"), ("test", "test"))}
+        from ..metrics import headline
+
+        write_json(out / "metrics.json", {k: headline(v) for k, v in metrics.items()})
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)
+        raise
+    return out
