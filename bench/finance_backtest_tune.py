@@ -45,10 +45,12 @@ WIDE = {   # --wide: lower thresholds too (a model that misses negatives dilutes
     "sentiment_drop": {"drop": [0.3, 0.4, 0.5], "min_volume": [6, 8]},
     "negative_run": {"event_share": [0.5, 0.6, 0.7], "threshold": [4.0, 5.0, 6.0, 7.0, 8.0]},
 }
-# a rule kind the template does not ship starts from these settings (the surge rule's: what the template
-# shipped before the sixth session's search left it out)
+# a rule kind the template does not ship starts from these settings (the share and surge rules': what the
+# template shipped before the sixth session's search left them out)
 STARTERS = {"negative_run": {"name": "negative-run", "kind": "negative_run", "window": "3h", "baseline_share": 0.15,
                              "event_share": 0.6, "threshold": 7.0, "min_count": 4, "cooldown": "2h"},
+            "negative_share": {"name": "negative-share", "kind": "negative_share", "window": "1h", "threshold": 0.7,
+                               "min_volume": 5, "cooldown": "2h", "critical_at": 0.8},
             "negative_surge": {"name": "negative-surge", "kind": "negative_surge", "bucket": "1h", "z": 4.0,
                                "min_count": 6, "alpha": 0.3, "warmup": 3, "cooldown": "2h"}}
 

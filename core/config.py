@@ -79,6 +79,7 @@ class TrainConfig:
     limit_train: int | None = None     # keep a stratified subset of this many training rows
     seed: int = 42
     data_seed: int | None = None       # batch order and dropout only (None = seed); the head's init stays seed's
+    soup: int = 1                      # full / top-k: train this many runs (data_seed = seed, seed + 1, ...), save their mean
     precision: str = "auto"            # auto | fp32 | bf16 | fp16 (autocast: CUDA; bf16 also on CPU)
     device: str = "auto"
     cache_frozen: bool = True          # top-k / head: run frozen layers once, cache their output
@@ -135,6 +136,11 @@ class TrainConfig:
              "0.1 is the usual value; 0 turns it off")
         need(0 < self.layer_lr_decay <= 1, f"layer_lr_decay must be in (0, 1], got {self.layer_lr_decay}",
              "0.8-0.95 keeps the lower layers close to the pretrained model; 1 turns it off")
+        need(1 <= self.soup <= 16, f"soup must be 1 - 16 runs, got {self.soup}", "1 trains one run (no soup)")
+        need(self.soup == 1 or self.mode in ("full", "top-k"), f"soup is for modes full and top-k, not {self.mode}",
+             "drop soup, or train with --mode full")
+        need(self.soup == 1 or not self.resume, "--resume continues one run, not a soup",
+             "resume a member under RUN-members/, then `tuneforge soup` the members")
         need(0 < self.wise_alpha <= 1, f"wise_alpha must be in (0, 1], got {self.wise_alpha}",
              "the share of the fine-tuned weights kept (1 = off); bench/sentiment_cross.py --wise sweeps it")
         need(self.wise_alpha == 1 or self.mode in ("full", "top-k"),

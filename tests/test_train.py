@@ -469,3 +469,16 @@ def test_data_seed_keeps_the_heads_initial_weights(tiny_encoder_dir, tmp_path, d
                           epochs=1, data_seed=ds, learning_rate=1e-12, head_learning_rate=1e-12)
         heads.append(TaskModel.load(train(cfg, progress=False).run_dir / "model").head.weight)
     assert torch.allclose(heads[0], heads[1], atol=1e-6)
+
+
+def test_train_with_soup_trains_the_members_and_saves_their_mean(tmp_path, tiny_encoder_dir, data_dir):
+    cfg = tiny_config(tmp_path, tiny_encoder_dir, "text-classification", data_dir / "cls.csv", epochs=1, soup=2,
+                      run_name="souped")
+    run = train(cfg, progress=False)
+    members = sorted((tmp_path / "runs" / "souped-members").iterdir())
+    assert [m.name for m in members] == ["data-seed-42", "data-seed-43"] and run.run_dir.name == "souped"
+    a, b = (TaskModel.load(m / "model").head.weight for m in members)
+    assert torch.allclose(TaskModel.load(run.run_dir / "model").head.weight, (a + b) / 2, atol=1e-6)
+    assert run.metrics["test"]["n"] > 0 and json.loads((run.run_dir / "config.json").read_text())["soup"] == 2
+    with pytest.raises(ConfigError, match="soup is for modes full and top-k"):
+        TrainConfig(mode="lora", soup=3)

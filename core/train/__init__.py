@@ -44,6 +44,10 @@ def train(config: TrainConfig, *, progress: bool = True) -> RunResult:
     from .driver import run_training
 
     task = get_task(config.task)
+    if config.soup > 1:
+        from .soup import train_soup
+
+        return train_soup(task, config, get_plugin_manager(), progress=progress)
     return run_training(task, config, get_plugin_manager(), progress=progress)
 
 

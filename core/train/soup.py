@@ -56,11 +56,11 @@ def soup_runs(runs: list[str | Path], out_dir: str | Path) -> Path:
             raise UsageError(f"{r} is not a finished run folder (no model/ or run.json)",
                              hint="pass folders printed by `tuneforge train`")
     out = Path(out_dir)
-    if out.exists():
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UsageError(f"{out} already exists", hint="choose a new folder for the soup")
     model = average_models([TaskModel.load(r / "model") for r in runs]).eval()
     tokenizer = AutoTokenizer.from_pretrained(runs[0] / "model" / "encoder")
-    out.mkdir(parents=True)
+    out.mkdir(parents=True, exist_ok=True)
     try:
         for name in ("config.json", "labels.json"):
             if (runs[0] / name).is_file():
@@ -80,3 +80,34 @@ def soup_runs(runs: list[str | Path], out_dir: str | Path) -> Path:
         shutil.rmtree(out, ignore_errors=True)
         raise
     return out
+
+
+def train_soup(task, config, pm, *, progress: bool = True):
+    """``TrainConfig.soup`` > 1: train ``soup`` runs of ``config`` with ``data_seed`` = seed, seed + 1,
+    ... into ``<run>-members/``, then average them into ``<run>`` (``tuneforge train`` does this when
+    the config asks for a soup).  Returns the soup's :class:`~tuneforge.train.RunResult`."""
+    from dataclasses import replace
+
+    from . import RunResult
+    from .driver import new_run_dir, run_training
+    from .progress import log
+
+    out = new_run_dir(config, task)          # reserves the name; soup_runs fills it
+    members_dir = out.parent / f"{out.name}-members"
+    base_seed = config.seed if config.data_seed is None else config.data_seed
+    members, fits = [], []
+    for i in range(config.soup):
+        ds = base_seed + i
+        log(f"soup member {i + 1} of {config.soup}: data_seed {ds}", progress)
+        member = replace(config, soup=1, data_seed=ds, output_dir=str(members_dir), run_name=f"data-seed-{ds}")
+        result = run_training(task, member, pm, progress=progress)
+        members.append(result.run_dir)
+        fits.append(result.fit)
+    soup_runs(members, out)
+    write_json(out / "config.json", config.to_dict())
+    metrics = json.loads((out / "metrics.json").read_text())
+    log(f"soup of {config.soup}: test " + ", ".join(f"{k} {v:.4f}" for k, v in metrics["test"].items()
+                                                    if isinstance(v, float)), progress)
+    return RunResult(run_dir=out, metrics=metrics,
+                     fit={"members": [str(m) for m in members], "member_fits": fits,
+                          "train_seconds": sum(f.get("train_seconds", 0.0) for f in fits)})
