@@ -207,6 +207,23 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _set_wal(db: sqlite3.Connection, timeout_s: float) -> None:
+    """``PRAGMA journal_mode = WAL``, retried while another process holds the lock: switching the
+    journal mode needs an exclusive lock and SQLite answers "database is locked" at once, without
+    calling the busy handler, when two processes open a new store together."""
+    deadline = time.monotonic() + max(timeout_s, 0.1)
+    delay = 0.005
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() >= deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+
+
 def open_sqlite(path: str | Path, migrations: Sequence[Migration], *, autocommit: bool = False,
                 busy_timeout_s: float = 30.0) -> sqlite3.Connection:
     """Open (or create) the SQLite store at ``path`` and bring its schema up to date.
@@ -230,7 +247,7 @@ def open_sqlite(path: str | Path, migrations: Sequence[Migration], *, autocommit
     db.row_factory = sqlite3.Row
     db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
     if not memory:
-        db.execute("PRAGMA journal_mode = WAL")
+        _set_wal(db, busy_timeout_s)
         db.execute("PRAGMA synchronous = NORMAL")
         for suffix in ("-wal", "-shm"):
             side = path.with_name(path.name + suffix)
