@@ -56,7 +56,7 @@ STARTERS = {"negative_run": {"name": "negative-run", "kind": "negative_run", "wi
 
 
 def template_rules() -> dict[str, dict]:
-    """The template's rules by kind; ``shipped``: the kinds it really has (the others are STARTERS)."""
+    """The template's rules by kind, with STARTERS for the kinds it does not ship (``shipped_rules``: only its own)."""
     rules = {r["kind"]: r for r in read_toml(TEMPLATE)["rules"]}
     return {**STARTERS, **rules}
 

@@ -174,23 +174,23 @@ def score_run(run_dir: Path, sources, valid_of: str | None, alpha: float = 1.0) 
 
     model = TorchModel(run_dir, alpha)
     out = {"run": str(run_dir), **({"wise_alpha": alpha} if alpha != 1.0 else {})}
+
+    def probs(rows):
+        return softmax(model.logits([t for t, _ in rows])), np.array([ORDER.index(lab) for _, lab in rows])
+
+    valid = {name: probs(splits["valid"]) for name, splits in sources.items()}   # what a recipe may be chosen on
     temp = 1.0
     if valid_of is not None:
-        rows = sources[valid_of]["valid"]
-        pv = softmax(model.logits([t for t, _ in rows]))
-        yv = np.array([ORDER.index(lab) for _, lab in rows])
+        pv, yv = valid[valid_of]
         temp = fit_temperature(pv, yv)
         out["valid"] = {"source": valid_of, "accuracy": round(float((pv.argmax(1) == yv).mean()), 4)}
     out["temperature"] = round(temp, 3)
     for name, splits in sources.items():
         rows = splits["test"]
-        p = softmax(model.logits([t for t, _ in rows]))
+        p, y = probs(rows)
         pt = apply_temperature(p, temp)
-        y = np.array([ORDER.index(lab) for _, lab in rows])
         pred = p.argmax(1)
-        vrows = splits["valid"]   # every source's validation split: what a recipe may be chosen on
-        pvv = softmax(model.logits([t for t, _ in vrows])).argmax(1)
-        yvv = np.array([ORDER.index(lab) for _, lab in vrows])
+        pvv, yvv = valid[name][0].argmax(1), valid[name][1]
         out[name] = {"n": len(rows), "accuracy": round(float((pred == y).mean()), 4),
                      "valid_accuracy": round(float((pvv == yvv).mean()), 4),
                      "macro_f1": round(macro_f1(y, pred), 4),

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from ..errors import UsageError
+from ..metrics import headline
 from ..modeling import TaskModel
 from ..storage import write_json
 
@@ -71,10 +72,8 @@ def soup_runs(runs: list[str | Path], out_dir: str | Path) -> Path:
         info.update(id=out.name, soup=[str(r) for r in runs], status="complete")
         write_json(out / "run.json", info)
         write_json(out / "soup.json", {"members": [str(r) for r in runs], "weights": "uniform"})
-        metrics = {split: evaluate_saved(out, out / "splits" / f"{name}.jsonl")["metrics"]
-                   for split, name in (("validation", "validation"), ("test", "test"))}
-        from ..metrics import headline
-
+        metrics = {split: evaluate_saved(out, out / "splits" / f"{split}.jsonl")["metrics"]
+                   for split in ("validation", "test")}
         write_json(out / "metrics.json", {k: headline(v) for k, v in metrics.items()})
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)
@@ -96,14 +95,19 @@ def train_soup(task, config, pm, *, progress: bool = True):
     members_dir = out.parent / f"{out.name}-members"
     base_seed = config.seed if config.data_seed is None else config.data_seed
     members, fits = [], []
-    for i in range(config.soup):
-        ds = base_seed + i
-        log(f"soup member {i + 1} of {config.soup}: data_seed {ds}", progress)
-        member = replace(config, soup=1, data_seed=ds, output_dir=str(members_dir), run_name=f"data-seed-{ds}")
-        result = run_training(task, member, pm, progress=progress)
-        members.append(result.run_dir)
-        fits.append(result.fit)
-    soup_runs(members, out)
+    try:
+        for i in range(config.soup):
+            ds = base_seed + i
+            log(f"soup member {i + 1} of {config.soup}: data_seed {ds}", progress)
+            member = replace(config, soup=1, data_seed=ds, output_dir=str(members_dir), run_name=f"data-seed-{ds}")
+            result = run_training(task, member, pm, progress=progress)
+            members.append(result.run_dir)
+            fits.append(result.fit)
+        soup_runs(members, out)
+    except BaseException:
+        if out.is_dir() and not any(out.iterdir()):
+            out.rmdir()        # the reserved name, never filled; finished members stay under -members/
+        raise
     write_json(out / "config.json", config.to_dict())
     metrics = json.loads((out / "metrics.json").read_text())
     log(f"soup of {config.soup}: test " + ", ".join(f"{k} {v:.4f}" for k, v in metrics["test"].items()

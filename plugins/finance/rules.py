@@ -251,6 +251,7 @@ class NegativeRunRule(Rule):
     event_share: float = 0.6
     threshold: float = 5.0
     min_count: int = 4
+    MAX_SCAN = 256   # runs considered: at most the newest 256 items of the window (a busy name stays O(1))
 
     def __post_init__(self):
         super().__post_init__()
@@ -263,10 +264,8 @@ class NegativeRunRule(Rule):
     def windows(self):
         return [self.window]
 
-    MAX_SCAN = 256   # runs considered: at most the newest 256 items of the window (a busy name stays O(1))
-
     def check(self, key, windows, state):
-        entries = windows.get(key, self.window).entries()[-self.MAX_SCAN:]
+        entries = windows.get(key, self.window).entries(self.MAX_SCAN)
         up = math.log(self.event_share / self.baseline_share)
         down = math.log((1 - self.event_share) / (1 - self.baseline_share))
         total, negatives, best = 0.0, 0, (0.0, 0, len(entries))

@@ -69,9 +69,11 @@ class Window:
     def n(self) -> int:
         return len(self._entries) - self._head
 
-    def entries(self) -> list[Entry]:
-        """The window's items, oldest first (by timestamp, then arrival)."""
-        return self._entries[self._head:]
+    def entries(self, limit: int | None = None) -> list[Entry]:
+        """The window's items, oldest first (by timestamp, then arrival); ``limit``: only the newest
+        that many (copies no more than it returns)."""
+        start = self._head if limit is None else max(self._head, len(self._entries) - limit)
+        return self._entries[start:]
 
     def share(self, label: int) -> float:
         return self.counts[label] / self.n if self.n else 0.0
