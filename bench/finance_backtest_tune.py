@@ -5,6 +5,8 @@ through :class:`Monitor` (``tuneforge.plugins.finance.backtest.replay``), not a 
     python bench/finance_backtest_tune.py --scorer gold                       # rules without model error
     python bench/finance_backtest_tune.py --bundle exports/finance-sentiment/v1 --variant int8
     python bench/finance_backtest_tune.py --bundle B --variant int8 --joint --negative-at none,0.3,0.4 --min-precision 0.9
+    python bench/finance_backtest_tune.py --bundle B --joint --with-run --run-grid --kinds sentiment_drop,negative_run \
+        --negative-at 0.4 --min-precision 0.9        # the CUSUM rule on labels or on probabilities
 
 Search: each rule alone over its grid (the template's other settings kept), the best by the
 criterion (recall, subject to precision >= --min-precision on ``tune``; ties: lower median delay,
@@ -38,6 +40,9 @@ GRIDS = {
     "sentiment_drop": {"drop": [0.4, 0.5, 0.6], "min_volume": [4, 6, 8]},
     "negative_run": {"event_share": [0.6, 0.7], "threshold": [6.0, 7.0, 8.0]},
 }
+# --run-grid: the CUSUM rule on labels or on calibrated probabilities (evidence = "probability")
+RUN_GRID = {"evidence": ["label", "probability"], "event_share": [0.6, 0.7, 0.8], "threshold": [4.0, 5.0, 6.0, 7.0, 8.0],
+            "min_count": [3, 4]}
 WIDE = {   # --wide: lower thresholds too (a model that misses negatives dilutes an event's share)
     "negative_share": {"window": ["1h", "2h"], "threshold": [0.35, 0.4, 0.45, 0.5, 0.6],
                        "min_volume": [5, 6, 8, 10]},
@@ -103,6 +108,11 @@ def main() -> None:
     p.add_argument("--with-run", action="store_true",
                    help="--joint: also try each combination with the negative_run (CUSUM) rule as the template has it "
                         "(or its starting settings)")
+    p.add_argument("--run-grid", action="store_true",
+                   help="--joint --with-run: search the CUSUM rule's evidence (label / probability), threshold and "
+                        "min_count too, instead of taking it as the template has it")
+    p.add_argument("--kinds", default="negative_share,negative_surge,sentiment_drop,negative_run",
+                   help="--joint: the rule kinds that may be in a set (comma list; the others are left out)")
     p.add_argument("--negative-at", default="none",
                    help="comma list of [model] negative_at values to search with every rule set (none = top label)")
     p.add_argument("--out", help="write the JSON result here")
@@ -173,16 +183,20 @@ def search(base, tune, ev_tune, scorer, args, negative_at, log):
 
 
 def joint_search(base, tune, ev_tune, scorer, args, negative_at, log):
-    grids = WIDE if args.wide else GRIDS
+    grids = {**(WIDE if args.wide else GRIDS), **({"negative_run": RUN_GRID} if args.run_grid else {})}
+    kinds = set(args.kinds.split(","))
 
     def options(kind):
+        if kind not in kinds or (kind == "negative_run" and not args.with_run):
+            return [None]
+        if kind == "negative_surge" or (kind == "negative_run" and not args.run_grid):
+            return [None, base[kind]]     # as the template has it (or its starting settings)
         grid = grids[kind]
         return [None] + [{**base[kind], **dict(zip(grid, values))} for values in itertools.product(*grid.values())]
 
     best = None
     for share, drop, surge, run_rule in itertools.product(options("negative_share"), options("sentiment_drop"),
-                                                          [None, base["negative_surge"]],
-                                                          [None, base["negative_run"]] if args.with_run else [None]):
+                                                          options("negative_surge"), options("negative_run")):
         combo = [r for r in (share, surge, drop, run_rule) if r is not None]
         if not combo:
             continue

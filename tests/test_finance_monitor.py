@@ -190,6 +190,52 @@ def test_negative_run_is_the_same_whatever_order_the_items_arrive_in():
         rule_from_dict({"name": "x", "kind": "negative_run", "baseline_share": 0.5, "event_share": 0.4})
 
 
+def _scored(ps, start=0.0, step=600.0, key="ACME"):
+    """Entries whose label is the top class at 0.5 but which carry their calibrated p(negative)."""
+    return [Entry(T0 + start + i * step, int(start) + i, NEG if p >= 0.5 else NEU, -p, f"{key}-{int(start)}-{i}", p)
+            for i, p in enumerate(ps)]
+
+
+def _check(rule, entries, key="ACME"):
+    ws = WindowSet(rule.windows())
+    for e in entries:
+        ws.advance(e.ts)
+        ws.add(key, e)
+    return rule.check(key, ws, {})
+
+
+def test_negative_run_on_probabilities_counts_headlines_the_labels_call_neutral():
+    """A burst of headlines the model finds only somewhat negative (p 0.3 - 0.45, none of them a
+    negative label) fires the probability rule, not the label rule; a calm stream of clearly neutral
+    items (p 0.02) does not; at p 0 / 1 both rules give the same statistic."""
+    kw = dict(window=4 * 3600, baseline_share=0.15, event_share=0.6, threshold=4.0, min_count=3)
+    by_label = NegativeRunRule("run", **kw)
+    by_prob = NegativeRunRule("run", evidence="probability", model_prior=0.15, **kw)
+    burst = _scored([0.02] * 6 + [0.35, 0.4, 0.3, 0.45, 0.38, 0.42, 0.33, 0.4, 0.36, 0.41, 0.39, 0.44])
+    assert _check(by_label, burst) is None
+    found = _check(by_prob, burst)
+    assert found is not None and found.value >= 4.0 and "about" in found.message
+    # the best run starts at the first of the somewhat negative items, not in the calm before
+    assert found.volume == 12
+    # its value: the exact mixture likelihood ratio of each item
+    odds = (0.15 / 0.85)
+    expect = sum(math.log((0.6 * (p / (1 - p)) / odds + 0.4) / (0.15 * (p / (1 - p)) / odds + 0.85))
+                 for p in [0.35, 0.4, 0.3, 0.45, 0.38, 0.42, 0.33, 0.4, 0.36, 0.41, 0.39, 0.44])
+    assert found.value == pytest.approx(expect)
+    assert _check(by_prob, _scored([0.02] * 40)) is None
+    hard = _scored([1.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0, 1.0])
+    assert _check(by_prob, hard).value == pytest.approx(_check(by_label, hard).value, rel=1e-4)
+    # min_count is the expected number of negatives: 12 items at ~0.39 are ~4.6, not enough for 5
+    assert _check(NegativeRunRule("run", evidence="probability", **{**kw, "min_count": 5}), burst) is None
+    # an entry written before probabilities were kept counts by its label
+    old = [Entry(e.ts, e.seq, NEG, -0.9, e.item_id) for e in hard]
+    assert _check(by_prob, old).value == pytest.approx(_check(by_label, old).value)
+    with pytest.raises(ConfigError, match="evidence must be one of"):
+        rule_from_dict({"name": "x", "kind": "negative_run", "evidence": "score"})
+    with pytest.raises(ConfigError, match="model_prior"):
+        rule_from_dict({"name": "x", "kind": "negative_run", "model_prior": 1.5})
+
+
 def test_rule_config_errors_are_one_clear_line():
     with pytest.raises(ConfigError, match="kind must be one of"):
         rule_from_dict({"name": "x", "kind": "nope"})
@@ -386,6 +432,21 @@ def test_negative_at_counts_an_item_negative_from_that_probability(tmp_path):
     assert labels[0.04] == ["negative"] * 40
     with pytest.raises(ConfigError, match="negative_at must be a probability"):
         MonitorConfig.from_dict({"model": {"scorer": "keywords", "negative_at": 1.5}})
+
+
+def test_window_entries_keep_the_calibrated_p_negative_across_a_restart(tmp_path):
+    """The probability CUSUM reads each entry's p(negative): the monitor puts the scorer's value
+    there, and windows rebuilt from the store after a restart carry the same values."""
+    write_jsonl(make_stream(30), tmp_path / "news.jsonl")
+    path = write_config(tmp_path, files=["news.jsonl"])
+    with Monitor(MonitorConfig.load(path)) as mon:
+        mon.run()
+        stored = dict(mon.store.db.execute("SELECT id, p_neg FROM items").fetchall())
+        live = {e.item_id: e.p_negative for _, e in mon.store.entries_since(0.0)}
+    assert len(stored) == 30 and live == pytest.approx(stored)
+    with Monitor(MonitorConfig.load(path)) as mon:   # windows rebuilt from the store
+        rebuilt = [e for ws in mon.windows.keys.values() for w in ws.values() for e in w.entries()]
+    assert rebuilt and all(e.p_negative == pytest.approx(stored[e.item_id]) for e in rebuilt)
 
 
 @pytest.fixture(scope="module")

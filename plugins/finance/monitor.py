@@ -172,7 +172,7 @@ class Monitor:
                 seq = st.next_seq()
                 st.add_item(item, seq, label, p, entities, topic)
                 self.windows.advance(item.ts)
-                entry = Entry(item.ts, seq, label, float(p[2] - p[0]), item.id)
+                entry = Entry(item.ts, seq, label, float(p[2] - p[0]), item.id, float(p[0]))
                 keys = entities + ([f"topic:{topic}"] if topic else []) + [ALL]
                 for key in keys:   # inside the grace: fits every window (grace < smallest window)
                     rows.append((key, entry))

@@ -9,7 +9,8 @@
 ``negative_run``    CUSUM of the entity's recent items (within ``window``, newest last): the
                     log-likelihood ratio of "``event_share`` of items negative" against
                     "``baseline_share``" over the best run ending now >= ``threshold``, with at
-                    least ``min_count`` negative items in that run
+                    least ``min_count`` negative items in that run; ``evidence = "probability"``
+                    weighs each item by its calibrated p(negative) instead of its label
 ==================  ==========================================================================
 
 A rule is a condition; :class:`tuneforge.plugins.finance.alerts.AlertEngine` turns it
@@ -238,50 +239,85 @@ class SentimentDropRule(Rule):
 
 @dataclass
 class NegativeRunRule(Rule):
-    """Page's CUSUM over items instead of clock buckets: each negative item adds
-    ``log(event_share / baseline_share)``, each other item adds ``log((1 - event_share) / (1 -
-    baseline_share))`` (< 0), and the statistic is the largest sum over the runs of items that end
-    at the newest one.  A burst spread over two hours adds up as well as one in ten minutes, and
-    a busy day of neutral news pulls the sum down.  Computed from the window's items in timestamp
-    order at every check (the newest :attr:`MAX_SCAN` of them), so out-of-order arrival inside the
-    grace gives the same value."""
+    """Page's CUSUM over items instead of clock buckets: the statistic is the largest sum, over the
+    runs of items that end at the newest one, of each item's log-likelihood ratio of "``event_share``
+    of the items are negative" against "``baseline_share``".  A burst spread over two hours adds up
+    as well as one in ten minutes, and a busy day of neutral news pulls the sum down.  Computed from
+    the window's items in timestamp order at every check (the newest :attr:`MAX_SCAN` of them), so
+    out-of-order arrival inside the grace gives the same value.
+
+    ``evidence`` says what an item contributes:
+
+    * ``"label"``: its label -- a negative item adds ``log(event_share / baseline_share)``, any
+      other ``log((1 - event_share) / (1 - baseline_share))`` (< 0); ``min_count`` counts negative
+      labels.
+    * ``"probability"``: the model's calibrated p(negative), so a headline the model finds only
+      somewhat negative still counts for something.  The posterior is turned into the likelihood
+      ratio ``L = odds(p) / odds(model_prior)`` (``model_prior``: the share of negatives in the
+      model's training data, 0.15 for the bundled Twitter set) and the item adds ``log((e L + 1 - e)
+      / (b L + 1 - b))`` with ``e`` = ``event_share``, ``b`` = ``baseline_share`` -- the exact
+      likelihood ratio of the two mixtures, which is the label rule's two steps when p is 0 or 1.
+      ``min_count`` compares with the expected number of negatives, the sum of p.  Items without a
+      probability (written by a version before it) count by their label.
+    """
 
     window: float = 10800.0
     baseline_share: float = 0.15
     event_share: float = 0.6
     threshold: float = 5.0
-    min_count: int = 4
+    min_count: float = 4
+    evidence: str = "label"
+    model_prior: float = 0.15
     MAX_SCAN = 256   # runs considered: at most the newest 256 items of the window (a busy name stays O(1))
+    EVIDENCE = ("label", "probability")
 
     def __post_init__(self):
         super().__post_init__()
         if not 0 < self.baseline_share < self.event_share < 1:
             raise ConfigError(f"rule {self.name}: need 0 < baseline_share < event_share < 1, got "
                               f"{self.baseline_share} and {self.event_share}")
-        if self.threshold <= 0 or self.min_count < 1:
-            raise ConfigError(f"rule {self.name}: threshold must be > 0 and min_count >= 1")
+        if self.threshold <= 0 or not self.min_count > 0:
+            raise ConfigError(f"rule {self.name}: threshold and min_count must be > 0")
+        if self.evidence not in self.EVIDENCE:
+            raise ConfigError(f"rule {self.name}: evidence must be one of {', '.join(self.EVIDENCE)}, "
+                              f"got {self.evidence!r}")
+        if not 0 < self.model_prior < 1:
+            raise ConfigError(f"rule {self.name}: model_prior must be in (0, 1), got {self.model_prior!r}")
 
     def windows(self):
         return [self.window]
 
+    def _weights(self, entries: list[Entry]) -> list[float]:
+        """Each item's share of being negative: its label (0 / 1) or its calibrated p(negative)."""
+        if self.evidence == "label":
+            return [1.0 if e.label == NEG else 0.0 for e in entries]
+        return [(1.0 if e.label == NEG else 0.0) if e.p_negative is None else e.p_negative for e in entries]
+
+    def _llr(self, p: float) -> float:
+        e, b = self.event_share, self.baseline_share
+        if self.evidence == "label":
+            return math.log(e / b) if p else math.log((1 - e) / (1 - b))
+        p = min(max(p, 1e-6), 1 - 1e-6)
+        ratio = (p / (1 - p)) * ((1 - self.model_prior) / self.model_prior)
+        return math.log((e * ratio + 1 - e) / (b * ratio + 1 - b))
+
     def check(self, key, windows, state):
         entries = windows.get(key, self.window).entries(self.MAX_SCAN)
-        up = math.log(self.event_share / self.baseline_share)
-        down = math.log((1 - self.event_share) / (1 - self.baseline_share))
-        total, negatives, best = 0.0, 0, (0.0, 0, len(entries))
+        weights = self._weights(entries)
+        total, negatives, best = 0.0, 0.0, (0.0, 0.0, len(entries))
         for i in range(len(entries) - 1, -1, -1):
-            neg = entries[i].label == NEG
-            total += up if neg else down
-            negatives += neg
+            total += self._llr(weights[i])
+            negatives += weights[i]
             if total > best[0]:
                 best = (total, negatives, i)
         value, count, start = best
         if value < self.threshold or count < self.min_count:
             return None
         run = entries[start:]
-        ids = [e.item_id for e in run if e.label == NEG][-self.max_items:]
+        ids = [e.item_id for e, w in zip(run, weights[start:]) if w >= 0.5 or e.label == NEG][-self.max_items:]
+        about = f"{count:.0f}" if self.evidence == "label" else f"about {count:.1f}"
         return Finding(value, self.threshold, self._severity(value),
-                       f"{key}: {count} of the last {len(run)} items negative over "
+                       f"{key}: {about} of the last {len(run)} items negative over "
                        f"{max(round((run[-1].ts - run[0].ts) / 60), 1)} min (CUSUM {value:.1f})", ids, len(run))
 
 

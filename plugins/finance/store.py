@@ -243,9 +243,10 @@ class Store:
     def entries_since(self, since: float):
         """``(key, Entry)`` rows with ``ts > since``, in arrival order (to rebuild the windows)."""
         with self._lock:
-            rows = self.db.execute("SELECT key, ts, seq, label, sentiment, item_id FROM item_keys "
-                                   "WHERE ts > ? ORDER BY seq", (since,)).fetchall()
-        return [(r[0], Entry(r[1], r[2], r[3], r[4], r[5])) for r in rows]
+            rows = self.db.execute("SELECT k.key, k.ts, k.seq, k.label, k.sentiment, k.item_id, i.p_neg "
+                                   "FROM item_keys k LEFT JOIN items i ON i.id = k.item_id "
+                                   "WHERE k.ts > ? ORDER BY k.seq", (since,)).fetchall()
+        return [(r[0], Entry(r[1], r[2], r[3], r[4], r[5], r[6])) for r in rows]
 
     def clock(self) -> float | None:
         with self._lock:

@@ -12,7 +12,7 @@ are kept incrementally: adding and expiring are O(1) amortised (an out-of-order 
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 NEG, NEU, POS = 0, 1, 2
 LABELS = ("negative", "neutral", "positive")
@@ -25,6 +25,7 @@ class Entry:
     label: int          # NEG / NEU / POS
     sentiment: float    # p(positive) - p(negative), in [-1, 1]
     item_id: str
+    p_negative: float | None = field(default=None, compare=False)   # calibrated p(negative); None: unknown
 
 
 class Window:
