@@ -92,8 +92,10 @@ min_volume = 8
 name = "negative-run"
 kind = "negative_run"
 window = "3h"
+event_share = 0.8
 threshold = 7.0
 min_count = 4
+evidence = "probability"
 
 [sinks]
 console = false

@@ -158,15 +158,19 @@ def macro_f1(y, pred) -> float:
     return float(np.mean(f1s))
 
 
-def score_metrics(p: np.ndarray, y: np.ndarray) -> dict:
-    """The continuous score p(pos) - p(neg) the way the issue's unseen sets grade it: cosine to the
-    gold score (here -1 / 0 / +1 from the label) and sign agreement on the non-neutral rows."""
-    score = p[:, 2] - p[:, 0]
-    gold = y.astype(np.float64) - 1.0
-    polar = gold != 0
+def polarity_metrics(score: np.ndarray, gold: np.ndarray, min_abs: float = 0.0) -> dict:
+    """How the issue's unseen sets grade a continuous score: cosine to the gold score, and sign
+    agreement on the rows with ``|gold| > min_abs`` (``>=`` when ``min_abs`` > 0)."""
+    gold = gold.astype(np.float64)
+    polar = np.abs(gold) >= min_abs if min_abs > 0 else gold != 0
     cos = float(score @ gold / max(np.linalg.norm(score) * np.linalg.norm(gold), 1e-12))
-    sign = float((np.sign(score[polar]) == gold[polar]).mean()) if polar.any() else float("nan")
+    sign = float((np.sign(score[polar]) == np.sign(gold[polar])).mean()) if polar.any() else float("nan")
     return {"score_cosine": round(cos, 4), "sign_agreement": round(sign, 4)}
+
+
+def score_metrics(p: np.ndarray, y: np.ndarray) -> dict:
+    """The served score p(pos) - p(neg) against gold -1 / 0 / +1 from the label."""
+    return polarity_metrics(p[:, 2] - p[:, 0], y.astype(np.float64) - 1.0)
 
 
 def score_run(run_dir: Path, sources, valid_of: str | None, alpha: float = 1.0) -> dict:

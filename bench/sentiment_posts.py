@@ -1,0 +1,81 @@
+"""Finance sentiment bundles on text they were not trained on, graded like the issue's unseen sets
+(issue 16): cosine of the served score p(pos) - p(neg) to a continuous gold score, and sign
+agreement where |gold| >= 0.1.
+
+    python bench/sentiment_posts.py --bundle exports/finance-sentiment/v1 --variant int8
+    python bench/sentiment_posts.py --bundle A --bundle B --data plugins/finance/data/eval/investor-posts.csv
+
+Default set: ``plugins/finance/data/eval/investor-posts.csv`` (300 investor forum posts written for
+the project, with the author's stance on the named stock as a score in [-1, 1]; provenance in its
+README).  It is a small authored proxy for measuring only: nothing is trained or tuned on it.
+Texts are scored as the monitor would score them (cashtags kept).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+import _tf_path  # noqa: E402,F401
+
+from sentiment_cross import polarity_metrics  # noqa: E402
+
+POSTS = ROOT / "plugins" / "finance" / "data" / "eval" / "investor-posts.csv"
+
+
+def read_scored(path: Path) -> tuple[list[str], np.ndarray]:
+    texts, gold = [], []
+    with open(path, encoding="utf-8", newline="") as f:
+        for line, row in enumerate(csv.DictReader(f), start=2):
+            try:
+                texts.append(row["text"])
+                gold.append(float(row["score"]))
+            except (KeyError, TypeError, ValueError):
+                raise SystemExit(f"{path}:{line}: expected columns text and score (a number in [-1, 1])") from None
+    return texts, np.asarray(gold)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--bundle", action="append", required=True, help="an exported finance-sentiment bundle (repeat)")
+    p.add_argument("--variant", default="int8")
+    p.add_argument("--data", default=str(POSTS))
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", help="write the JSON result here")
+    args = p.parse_args()
+    from tuneforge.runtime import Predictor
+
+    texts, gold = read_scored(Path(args.data))
+    rows = []
+    for bundle in args.bundle:
+        pred = Predictor.load(bundle, variant=args.variant, threads=args.threads)
+        labels = list(pred.manifest.labels)
+        probs = pred.probabilities(texts)
+        score = probs[:, labels.index("positive")] - probs[:, labels.index("negative")]
+        m = polarity_metrics(score, gold, min_abs=0.1)
+        polar = np.abs(gold) >= 0.1
+        m.update(bundle=str(bundle), variant=args.variant, rows=len(texts), polar_rows=int(polar.sum()),
+                 predicted_neutral=round(float((probs.argmax(1) == labels.index("neutral")).mean()), 4),
+                 bearish_sign_recall=round(float((score[gold <= -0.1] < 0).mean()), 4),
+                 bullish_sign_recall=round(float((score[gold >= 0.1] > 0).mean()), 4))
+        rows.append(m)
+    print(f"| bundle | rows (\\|gold\\| ≥ 0.1) | score cosine | sign agreement | bearish / bullish sign recall "
+          f"| top label neutral |\n|---|---|---|---|---|---|")
+    for m in rows:
+        print(f"| {m['bundle']} ({m['variant']}) | {m['rows']} ({m['polar_rows']}) | {m['score_cosine']:.3f} | "
+              f"{m['sign_agreement']:.3f} | {m['bearish_sign_recall']:.3f} / {m['bullish_sign_recall']:.3f} | "
+              f"{m['predicted_neutral']:.2f} |")
+    if args.out:
+        Path(args.out).write_text(json.dumps({"data": args.data, "results": rows, "command": " ".join(sys.argv)},
+                                             indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
