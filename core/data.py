@@ -132,6 +132,23 @@ class Dataset:
         """Sorted class names seen in the data; ``[]`` for score and unlabelled data."""
         return sorted(set(self._flat_labels()))
 
+    @classmethod
+    def concat(cls, parts: list[Dataset]) -> Dataset:
+        """Several sources as one set, in order: ``path`` lists the files (`` + ``), ``sha256`` is
+        the hash of their hashes (so the run's provenance changes when any of them does)."""
+        if not parts:
+            raise ValueError("Dataset.concat needs at least one dataset")
+        kinds = {p.label_kind for p in parts}
+        if len(kinds) > 1:
+            raise DataError(f"cannot mix label kinds {sorted(kinds)}", path=" + ".join(str(p.path) for p in parts))
+        if len(parts) == 1:
+            return parts[0]
+        import hashlib
+
+        digest = hashlib.sha256("".join(str(p.sha256) for p in parts).encode()).hexdigest()
+        return cls([ex for p in parts for ex in p.examples], " + ".join(str(p.path) for p in parts), digest,
+                   parts[0].label_kind)
+
     def subset(self, indices: Iterable[int]) -> Dataset:
         return replace(self, examples=[self.examples[i] for i in indices])
 

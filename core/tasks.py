@@ -23,7 +23,8 @@ class TaskSpec:
     """A task a plugin offers: what to train, on which data, with which defaults.
 
     ``data_files`` maps split names (``train``, ``validation``, ``test``) to files
-    that ship with the plugin; ``columns`` maps the file's columns (see
+    that ship with the plugin -- a file, or a list of files (several sources mixed: each is
+    read through the plugin's loader, so each keeps its own label map); ``columns`` maps the file's columns (see
     :class:`tuneforge.data.ColumnMap`); ``train_defaults`` are training settings
     (``TrainConfig`` fields) that the user's config and flags override.
     ``calibrate_scores`` (classification): the exporter fits a softmax temperature on the run's
@@ -37,7 +38,7 @@ class TaskSpec:
     labels: list[str] = field(default_factory=list)
     base_model: str = DEFAULT_BASE_MODEL
     train_defaults: dict = field(default_factory=dict)
-    data_files: dict[str, str] = field(default_factory=dict)
+    data_files: dict[str, str | list[str]] = field(default_factory=dict)
     columns: dict[str, str | None] = field(default_factory=dict)
     plugin: str = ""
     calibrate_scores: bool = False
@@ -54,6 +55,11 @@ class TaskSpec:
         if unknown:
             raise ConfigError(f"task {self.name!r}: unknown data split(s) {sorted(unknown)}",
                               hint="use train, validation, test")
+        for split, files in self.data_files.items():
+            if not (isinstance(files, str) and files) and not (
+                    isinstance(files, list) and files and all(isinstance(f, str) and f for f in files)):
+                raise ConfigError(f"task {self.name!r}: data_files[{split!r}] must be a file or a non-empty "
+                                  f"list of files, got {files!r}")
 
     @property
     def label_kind(self) -> str:
@@ -116,14 +122,18 @@ def all_templates() -> dict[str, AppTemplate]:
     return _collect("tuneforge_register_templates", "template", lambda t: t.name)
 
 
-def load_split(task: TaskSpec, path: str | Path, split: str, pm, *, columns: dict | None = None,
+def load_split(task: TaskSpec, path: "str | Path | list", split: str, pm, *, columns: dict | None = None,
                labels: list[str] | None = None, encoding: str = "utf-8") -> "Dataset":
     """Load one file for ``task``: a plugin's loader first, else core's; then validate.
 
     ``split``: train, validation, test or predict (passed to ``tuneforge_load_data``).
+    ``path`` a list: each file loaded so, then concatenated in order (:meth:`Dataset.concat`).
     """
-    from .data import ColumnMap, load_dataset
+    from .data import ColumnMap, Dataset, load_dataset
 
+    if isinstance(path, (list, tuple)):
+        return Dataset.concat([load_split(task, p, split, pm, columns=columns, labels=labels, encoding=encoding)
+                               for p in path])
     path = str(path)
     ds = pm.hook.tuneforge_load_data(task=task, path=path, split=split)
     if ds is None:

@@ -93,6 +93,7 @@ class BuiltinContract(PluginContract):
         cut files are still read through the plugin's loader (finance maps 0/1/2 labels there)."""
         settings = super().round_trip_settings_for(task, tmp_path)
         held_out = task.data_files.get("test") or task.data_files.get("validation")
+        held_out = held_out[0] if isinstance(held_out, list) else held_out   # several sources: the first
         if held_out and held_out.endswith(".csv"):
             settings.setdefault("validation", head_of_csv(held_out, tmp_path / "data" / "validation.csv", 0, 120))
             settings.setdefault("test", head_of_csv(held_out, tmp_path / "data" / "test.csv", 120, 120))

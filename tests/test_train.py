@@ -482,3 +482,34 @@ def test_train_with_soup_trains_the_members_and_saves_their_mean(tmp_path, tiny_
     assert run.metrics["test"]["n"] > 0 and json.loads((run.run_dir / "config.json").read_text())["soup"] == 2
     with pytest.raises(ConfigError, match="soup is for modes full and top-k"):
         TrainConfig(mode="lora", soup=3)
+
+
+def test_a_task_can_mix_sources_each_read_by_the_plugins_loader(tmp_path):
+    """``data_files`` values may be lists: each file goes through the task's loader (finance maps the
+    Twitter file's 0 / 1 / 2 to names, the other file already has names), then one set in order,
+    whose provenance names both files and changes when either does."""
+    from dataclasses import replace
+
+    from tuneforge.plugin_manager import get_plugin_manager
+    from tuneforge.tasks import TaskSpec, get_task
+    from tuneforge.train.driver import load_task_splits
+
+    (tmp_path / "tw.csv").write_text("text,label\n" + "".join(f"headline {i},{i % 3}\n" for i in range(30)))
+    posts = tmp_path / "posts.csv"
+    posts.write_text("text,label\n" + "".join(f"post {i},{('negative', 'neutral', 'positive')[i % 3]}\n"
+                                              for i in range(12)))
+    (tmp_path / "v.csv").write_text("text,label\nv one,0\nv two,1\nv three,2\n")
+    task = replace(get_task("finance-sentiment"),
+                   data_files={"train": [str(tmp_path / "tw.csv"), str(posts)],
+                               "validation": [str(tmp_path / "v.csv"), str(posts)]})
+    pm = get_plugin_manager()
+    train, val, test = load_task_splits(task, TrainConfig(task="finance-sentiment"), pm)
+    assert len(train) + len(test) == 42 and len(val) == 15
+    assert {e.label for e in list(train) + list(test)} == {"negative", "neutral", "positive"}
+    assert [e.label for e in val][:3] == ["negative", "positive", "neutral"]        # 0 / 1 / 2 mapped
+    assert val.path == f"{tmp_path / 'v.csv'} + {posts}"
+    before = val.sha256
+    posts.write_text(posts.read_text() + "post 99,positive\n")
+    assert load_task_splits(task, TrainConfig(task="finance-sentiment"), pm)[1].sha256 != before
+    with pytest.raises(ConfigError, match="non-empty list of files"):
+        TaskSpec(name="t", kind="classification", data_files={"train": []})
