@@ -41,8 +41,8 @@ GRIDS = {
     "negative_run": {"event_share": [0.6, 0.7], "threshold": [6.0, 7.0, 8.0]},
 }
 # --run-grid: the CUSUM rule on labels or on calibrated probabilities (evidence = "probability")
-RUN_GRID = {"evidence": ["label", "probability"], "event_share": [0.6, 0.7, 0.8], "threshold": [4.0, 5.0, 6.0, 7.0, 8.0],
-            "min_count": [3, 4]}
+RUN_GRID = {"evidence": ["label", "probability"], "event_share": [0.6, 0.7, 0.8],
+            "threshold": [4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0], "min_count": [3, 4]}
 WIDE = {   # --wide: lower thresholds too (a model that misses negatives dilutes an event's share)
     "negative_share": {"window": ["1h", "2h"], "threshold": [0.35, 0.4, 0.45, 0.5, 0.6],
                        "min_volume": [5, 6, 8, 10]},

@@ -4,6 +4,7 @@ agreement where |gold| >= 0.1.
 
     python bench/sentiment_posts.py --bundle exports/finance-sentiment/v1 --variant int8
     python bench/sentiment_posts.py --bundle A --bundle B --data plugins/finance/data/eval/investor-posts.csv
+    python bench/sentiment_posts.py --bundle A --data plugins/finance/data/valid.csv   # labels only: also accuracy
 
 Default set: ``plugins/finance/data/eval/investor-posts.csv`` (300 investor forum posts written for
 the project, with the author's stance on the named stock as a score in [-1, 1]; provenance in its
@@ -30,16 +31,25 @@ from sentiment_cross import polarity_metrics  # noqa: E402
 POSTS = ROOT / "plugins" / "finance" / "data" / "eval" / "investor-posts.csv"
 
 
-def read_scored(path: Path) -> tuple[list[str], np.ndarray]:
-    texts, gold = [], []
+NAMES = {"0": "negative", "1": "positive", "2": "neutral"}   # the Twitter set's numeric labels
+SCORE = {"negative": -1.0, "neutral": 0.0, "positive": 1.0}
+
+
+def read_scored(path: Path) -> tuple[list[str], np.ndarray, list[str] | None]:
+    """Texts, gold scores and labels: a ``score`` column, or only a ``label`` one (names or the
+    Twitter set's 0 / 1 / 2), whose score is then -1 / 0 / +1."""
+    texts, gold, labels = [], [], []
     with open(path, encoding="utf-8", newline="") as f:
         for line, row in enumerate(csv.DictReader(f), start=2):
             try:
                 texts.append(row["text"])
-                gold.append(float(row["score"]))
+                label = NAMES.get(row.get("label") or "", row.get("label"))
+                labels.append(label)
+                gold.append(float(row["score"]) if row.get("score") not in (None, "") else SCORE[label])
             except (KeyError, TypeError, ValueError):
-                raise SystemExit(f"{path}:{line}: expected columns text and score (a number in [-1, 1])") from None
-    return texts, np.asarray(gold)
+                raise SystemExit(f"{path}:{line}: expected a text column and a score (a number in [-1, 1]) "
+                                 f"or a label (negative / neutral / positive) column") from None
+    return texts, np.asarray(gold), (labels if all(labels) else None)
 
 
 def main() -> None:
@@ -52,7 +62,7 @@ def main() -> None:
     args = p.parse_args()
     from tuneforge.runtime import Predictor
 
-    texts, gold = read_scored(Path(args.data))
+    texts, gold, gold_labels = read_scored(Path(args.data))
     rows = []
     for bundle in args.bundle:
         pred = Predictor.load(bundle, variant=args.variant, threads=args.threads)
@@ -65,11 +75,17 @@ def main() -> None:
                  predicted_neutral=round(float((probs.argmax(1) == labels.index("neutral")).mean()), 4),
                  bearish_sign_recall=round(float((score[gold <= -0.1] < 0).mean()), 4),
                  bullish_sign_recall=round(float((score[gold >= 0.1] > 0).mean()), 4))
+        if gold_labels is not None:
+            top = np.asarray(labels)[probs.argmax(1)]
+            y = np.asarray(gold_labels)
+            m.update(accuracy=round(float((top == y).mean()), 4),
+                     negative_recall=round(float((top[y == "negative"] == "negative").mean()), 4))
         rows.append(m)
-    print(f"| bundle | rows (\\|gold\\| ≥ 0.1) | score cosine | sign agreement | bearish / bullish sign recall "
-          f"| top label neutral |\n|---|---|---|---|---|---|")
+    print(f"| bundle | rows (\\|gold\\| ≥ 0.1) | accuracy / negative recall | score cosine | sign agreement "
+          f"| bearish / bullish sign recall | top label neutral |\n|---|---|---|---|---|---|---|")
     for m in rows:
-        print(f"| {m['bundle']} ({m['variant']}) | {m['rows']} ({m['polar_rows']}) | {m['score_cosine']:.3f} | "
+        acc = f"{m['accuracy']:.4f} / {m['negative_recall']:.3f}" if "accuracy" in m else "—"
+        print(f"| {m['bundle']} ({m['variant']}) | {m['rows']} ({m['polar_rows']}) | {acc} | {m['score_cosine']:.3f} | "
               f"{m['sign_agreement']:.3f} | {m['bearish_sign_recall']:.3f} / {m['bullish_sign_recall']:.3f} | "
               f"{m['predicted_neutral']:.2f} |")
     if args.out:

@@ -42,7 +42,9 @@ def tuneforge_register_tasks(register):
         kind="classification",
         description="Sentiment of financial news: negative / neutral / positive.",
         labels=["negative", "neutral", "positive"],
-        data_files={"train": str(DATA / "train.csv"), "validation": str(DATA / "valid.csv")},
+        # Twitter financial news (MIT) + investor posts written for the project (Apache-2.0, data/POSTS.md)
+        data_files={"train": [str(DATA / "train.csv"), str(DATA / "posts-train.csv")],
+                    "validation": [str(DATA / "valid.csv"), str(DATA / "posts-valid.csv")]},
         columns={"text": "text", "label": "label"},
         train_defaults={"mode": "full", "epochs": 3, "max_length": 64, "learning_rate": 5e-5,
                         "soup": 3},   # 3 data seeds averaged: chosen by bench/sentiment_cross.py (bench/RESULTS.md)
