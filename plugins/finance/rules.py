@@ -254,8 +254,8 @@ class NegativeRunRule(Rule):
     * ``"probability"``: the model's calibrated p(negative), so a headline the model finds only
       somewhat negative still counts for something.  The posterior is turned into the likelihood
       ratio ``L = odds(p) / odds(model_prior)`` (``model_prior``: the share of negatives in the
-      model's training data, 0.15 for the bundled Twitter set) and the item adds ``log((e L + 1 - e)
-      / (b L + 1 - b))`` with ``e`` = ``event_share``, ``b`` = ``baseline_share`` -- the exact
+      model's training data, 0.17 for the default recipe's Twitter + posts) and the item adds
+      ``log((e L + 1 - e) / (b L + 1 - b))`` with ``e`` = ``event_share``, ``b`` = ``baseline_share`` -- the exact
       likelihood ratio of the two mixtures, which is the label rule's two steps when p is 0 or 1.
       ``min_count`` compares with the expected number of negatives, the sum of p.  Items without a
       probability (written by a version before it) count by their label.
@@ -267,7 +267,7 @@ class NegativeRunRule(Rule):
     threshold: float = 5.0
     min_count: float = 4
     evidence: str = "label"
-    model_prior: float = 0.15
+    model_prior: float = 0.17
     MAX_SCAN = 256   # runs considered: at most the newest 256 items of the window (a busy name stays O(1))
     EVIDENCE = ("label", "probability")
 
