@@ -28,10 +28,9 @@ import _tf_path  # noqa: E402,F401
 
 from sentiment_cross import polarity_metrics  # noqa: E402
 
+from tuneforge.plugins.finance import LABELS as NAMES  # noqa: E402  (the Twitter set's 0 / 1 / 2)
+
 POSTS = ROOT / "plugins" / "finance" / "data" / "eval" / "investor-posts.csv"
-
-
-NAMES = {"0": "negative", "1": "positive", "2": "neutral"}   # the Twitter set's numeric labels
 SCORE = {"negative": -1.0, "neutral": 0.0, "positive": 1.0}
 
 

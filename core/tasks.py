@@ -22,10 +22,10 @@ LABEL_KINDS = {"classification": "single", "multilabel": "multi", "pair": "score
 class TaskSpec:
     """A task a plugin offers: what to train, on which data, with which defaults.
 
-    ``data_files`` maps split names (``train``, ``validation``, ``test``) to files
-    that ship with the plugin -- a file, or a list of files (several sources mixed: each is
-    read through the plugin's loader, so each keeps its own label map); ``columns`` maps the file's columns (see
-    :class:`tuneforge.data.ColumnMap`); ``train_defaults`` are training settings
+    ``data_files`` maps split names (``train``, ``validation``, ``test``) to files that ship
+    with the plugin -- a file, or a list of files (several sources mixed: each is read through
+    the plugin's loader, so each keeps its own label map); ``columns`` maps the file's columns
+    (see :class:`tuneforge.data.ColumnMap`); ``train_defaults`` are training settings
     (``TrainConfig`` fields) that the user's config and flags override.
     ``calibrate_scores`` (classification): the exporter fits a softmax temperature on the run's
     validation split and the bundle's probabilities carry it, for tasks whose scores are used

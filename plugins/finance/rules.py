@@ -255,8 +255,9 @@ class NegativeRunRule(Rule):
       somewhat negative still counts for something.  The posterior is turned into the likelihood
       ratio ``L = odds(p) / odds(model_prior)`` (``model_prior``: the share of negatives in the
       model's training data, 0.17 for the default recipe's Twitter + posts) and the item adds
-      ``log((e L + 1 - e) / (b L + 1 - b))`` with ``e`` = ``event_share``, ``b`` = ``baseline_share`` -- the exact
-      likelihood ratio of the two mixtures, which is the label rule's two steps when p is 0 or 1.
+      ``log((e L + 1 - e) / (b L + 1 - b))`` with ``e`` = ``event_share``, ``b`` =
+      ``baseline_share`` -- the exact likelihood ratio of the two mixtures, which is the label
+      rule's two steps when p is 0 or 1.
       ``min_count`` compares with the expected number of negatives, the sum of p.  Items without a
       probability (written by a version before it) count by their label.
     """
@@ -287,34 +288,39 @@ class NegativeRunRule(Rule):
     def windows(self):
         return [self.window]
 
-    def _weights(self, entries: list[Entry]) -> list[float]:
-        """Each item's share of being negative: its label (0 / 1) or its calibrated p(negative)."""
-        if self.evidence == "label":
-            return [1.0 if e.label == NEG else 0.0 for e in entries]
-        return [(1.0 if e.label == NEG else 0.0) if e.p_negative is None else e.p_negative for e in entries]
-
-    def _llr(self, p: float) -> float:
+    def _evidence(self, entries: list[Entry]) -> list[tuple[float, float]]:
+        """Each item's (log-likelihood ratio, share of being negative): from its label (0 / 1), or
+        from its calibrated p(negative) when ``evidence`` is "probability" and the item has one."""
         e, b = self.event_share, self.baseline_share
+        neg, other = (math.log(e / b), 1.0), (math.log((1 - e) / (1 - b)), 0.0)
         if self.evidence == "label":
-            return math.log(e / b) if p else math.log((1 - e) / (1 - b))
-        p = min(max(p, 1e-6), 1 - 1e-6)
-        ratio = (p / (1 - p)) * ((1 - self.model_prior) / self.model_prior)
-        return math.log((e * ratio + 1 - e) / (b * ratio + 1 - b))
+            return [neg if x.label == NEG else other for x in entries]
+        prior_odds = (1 - self.model_prior) / self.model_prior
+        out = []
+        for x in entries:
+            if x.p_negative is None:
+                out.append(neg if x.label == NEG else other)
+                continue
+            p = min(max(x.p_negative, 1e-6), 1 - 1e-6)
+            ratio = p / (1 - p) * prior_odds
+            out.append((math.log((e * ratio + 1 - e) / (b * ratio + 1 - b)), p))
+        return out
 
     def check(self, key, windows, state):
         entries = windows.get(key, self.window).entries(self.MAX_SCAN)
-        weights = self._weights(entries)
+        evidence = self._evidence(entries)
         total, negatives, best = 0.0, 0.0, (0.0, 0.0, len(entries))
         for i in range(len(entries) - 1, -1, -1):
-            total += self._llr(weights[i])
-            negatives += weights[i]
+            llr, weight = evidence[i]
+            total += llr
+            negatives += weight
             if total > best[0]:
                 best = (total, negatives, i)
         value, count, start = best
         if value < self.threshold or count < self.min_count:
             return None
         run = entries[start:]
-        ids = [e.item_id for e, w in zip(run, weights[start:]) if w >= 0.5 or e.label == NEG][-self.max_items:]
+        ids = [e.item_id for e, (_, w) in zip(run, evidence[start:]) if w >= 0.5 or e.label == NEG][-self.max_items:]
         about = f"{count:.0f}" if self.evidence == "label" else f"about {count:.1f}"
         return Finding(value, self.threshold, self._severity(value),
                        f"{key}: {about} of the last {len(run)} items negative over "
