@@ -13,6 +13,20 @@ import numpy as np
 from .runtime.postprocess import sigmoid, softmax  # noqa: F401 - one implementation, re-used here
 
 
+def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float, float] | None:
+    """Wilson score interval for a proportion ``successes / trials`` (95 % for ``z = 1.96``);
+    ``None`` when ``trials`` is 0.  Unlike the normal approximation it stays inside [0, 1] and is
+    honest at the small counts an evaluation set of 30 events gives (25 / 30 -> 0.664 - 0.927)."""
+    if trials < 0 or not 0 <= successes <= trials:
+        raise ValueError(f"need 0 <= successes <= trials, got {successes} / {trials}")
+    if trials == 0:
+        return None
+    p, n = successes / trials, trials
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
 def encode_targets(kind: str, labels: list, label_ids: dict[str, int]) -> np.ndarray:
     """Gold labels as arrays: class ids, multi-hot rows, floats (zeros for embeddings)."""
     if kind == "classification":

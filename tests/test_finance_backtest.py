@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from test_finance_scenario import run_monitor, write_config
 
 from tuneforge.errors import UsageError
+from tuneforge.metrics import wilson_interval
 from tuneforge.plugins.finance.backtest import (
     GoldScorer,
     LabelledEvent,
@@ -53,6 +54,8 @@ def test_scores_match_alerts_to_events_of_the_same_entity_within_the_tolerance()
     r = evaluate(rep, events, tolerance=3600.0, rule_names=["share", "surge", "drop"])
     assert (r.overall.alerts, r.overall.matched, r.overall.precision) == (6, 4, round(4 / 6, 4))
     assert (r.overall.detected, r.overall.recall) == (2, round(2 / 3, 4))
+    assert r.overall.precision_ci == (0.3, 0.903) and r.overall.recall_ci == (0.208, 0.939)   # Wilson, 95 %
+    assert r.rules["drop"].precision_ci is None and r.rules["drop"].recall_ci == (0.0, 0.562)
     assert r.overall.median_delay_s == (600 + 4000) / 2                     # e1 600 s, e2 4000 s
     assert r.overall.alerts_per_entity_day == round(6 / (4 * 2), 4) and r.other_alerts == 1
     assert r.overall.suppressed == {"cooldown": 2, "dedup": 1}
@@ -61,6 +64,18 @@ def test_scores_match_alerts_to_events_of_the_same_entity_within_the_tolerance()
     assert r.rules["drop"].alerts == 0 and r.rules["drop"].precision is None
     assert [m["id"] for m in r.missed] == ["e3"]
     assert {(a["key"], a["time"]) for a in r.false_alerts} == {("UMBR", iso(T0 + 1500)), ("ACME", iso(T0 + 900))}
+
+
+def test_wilson_interval_matches_the_textbook_values_and_stays_inside_0_1():
+    lo, hi = wilson_interval(25, 30)                  # the backtest's held-out recall, 25 of 30 events
+    assert (round(lo, 4), round(hi, 4)) == (0.6644, 0.9266)
+    assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == 1.0
+    assert wilson_interval(0, 0) is None
+    lo1, hi1 = wilson_interval(50, 100)
+    lo2, hi2 = wilson_interval(500, 1000)
+    assert hi2 - lo2 < hi1 - lo1                      # more trials, narrower
+    with pytest.raises(ValueError, match="successes <= trials"):
+        wilson_interval(31, 30)
 
 
 def test_labels_file_errors_name_file_and_line(tmp_path):
@@ -108,7 +123,8 @@ def test_backtest_cli_table_and_json(burst_stream):
             "--config", str(folder / "monitor.toml"), "--scorer", "keywords"]
     out = CliRunner().invoke(cli, args)
     assert out.exit_code == 0, out.output
-    assert "| **overall** | 1 | 1.000 | 1.000 (1/1) |" in out.output and "negative-surge" in out.output
+    assert "| **overall** | 1 | 1.000 [0.21, 1.00] | 1.000 (1/1) [0.21, 1.00] |" in out.output
+    assert "negative-surge" in out.output
     js = CliRunner().invoke(cli, args + ["--json", "--tolerance", "30m"])
     assert json.loads(js.output)["tolerance_s"] == 1800
     missing = CliRunner().invoke(cli, ["finance", "backtest", "--stream", str(folder / "nope.jsonl"),

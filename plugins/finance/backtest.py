@@ -9,6 +9,7 @@ An alert for entity E at stream time t *matches* a labelled event of E when
 
 * precision: matching alerts / alerts (entity alerts only; ``*`` and topic keys are reported apart)
 * recall: events with at least one matching alert / events
+* each with its 95 % Wilson interval (``precision_ci`` / ``recall_ci``): 30 events leave a wide one
 * detection delay: first matching alert - event start (median, and p90)
 * alerts per entity per day: alerts / (entities with items x days the stream spans)
 * suppressed: alerts the cooldown (or ``[alerts] dedup``) held back, per rule
@@ -29,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from tuneforge.errors import UsageError
+from tuneforge.metrics import wilson_interval
 
 from .durations import iso, parse_timestamp
 from .entities import TICKER
@@ -184,6 +186,8 @@ class RuleScore:
     alerts_per_entity_day: float
     false_per_entity_day: float
     suppressed: dict[str, int] = field(default_factory=dict)
+    precision_ci: tuple[float, float] | None = None      # 95 % Wilson interval
+    recall_ci: tuple[float, float] | None = None
 
 
 @dataclass
@@ -229,8 +233,13 @@ def _score(alerts: list[dict], events: list[LabelledEvent], tolerance: float, en
                       p90_delay_s=round(float(np.percentile(delays, 90)), 1) if delays else None,
                       alerts_per_entity_day=round(n / entity_days, 4) if entity_days else 0.0,
                       false_per_entity_day=round(len(false) / entity_days, 4) if entity_days else 0.0,
-                      suppressed=suppressed)
+                      suppressed=suppressed, precision_ci=_ci(matched, n), recall_ci=_ci(len(first), len(events)))
     return score, set(first), false
+
+
+def _ci(k: int, n: int) -> tuple[float, float] | None:
+    ci = wilson_interval(k, n)
+    return None if ci is None else (round(ci[0], 3), round(ci[1], 3))
 
 
 def evaluate(rep: Replay, events: list[LabelledEvent], tolerance: float = 7200.0, rule_names=()) -> BacktestResult:
@@ -330,14 +339,17 @@ def run_backtest(stream, events_path, config, scorer, *, tolerance: float = 7200
 
 def format_table(result: BacktestResult) -> str:
     """The per-rule and overall scores as a Markdown table."""
+    def ci(c) -> str:
+        return "" if c is None else f" [{c[0]:.2f}, {c[1]:.2f}]"
+
     def row(name, s: RuleScore) -> str:
-        p = "-" if s.precision is None else f"{s.precision:.3f}"
+        p = "-" if s.precision is None else f"{s.precision:.3f}{ci(s.precision_ci)}"
         d = "-" if s.median_delay_s is None else f"{s.median_delay_s / 60:.0f} min"
         supp = ", ".join(f"{k} {v}" for k, v in sorted(s.suppressed.items())) or "0"
-        return (f"| {name} | {s.alerts} | {p} | {s.recall:.3f} ({s.detected}/{result.events}) | {d} | "
-                f"{s.alerts_per_entity_day:.3f} | {supp} |")
+        return (f"| {name} | {s.alerts} | {p} | {s.recall:.3f} ({s.detected}/{result.events}){ci(s.recall_ci)} | "
+                f"{d} | {s.alerts_per_entity_day:.3f} | {supp} |")
 
-    lines = ["| rule | alerts | precision | recall | median delay | alerts / entity / day | suppressed |",
+    lines = ["| rule | alerts | precision [95 % CI] | recall [95 % CI] | median delay | alerts / entity / day | suppressed |",
              "|---|---|---|---|---|---|---|"]
     lines += [row(name, s) for name, s in result.rules.items()]
     lines.append(row("**overall**", result.overall))
