@@ -76,3 +76,20 @@ def test_built_in_templates_live_in_their_plugins_templates_folder_under_their_o
         if ROOT in path.parents:                       # a built-in plugin's template
             assert path.relative_to(ROOT).parts[::2] == ("plugins", "templates"), template.path
             assert path.parent.name == "templates" and path.name == name, template.path
+
+
+DATA_SUFFIXES = {".csv", ".jsonl", ".json", ".yaml", ".txt", ".tsv", ".parquet"}
+
+
+def test_every_shipped_data_file_is_named_in_its_plugins_notice():
+    """Only data whose licence allows it ships (the brief): so every data file a plugin bundles says
+    where it came from in that plugin's NOTICE.md, by name."""
+    unnamed = []
+    for notice in sorted(ROOT.glob("plugins/*/NOTICE.md")):
+        text = notice.read_text(encoding="utf-8")
+        for f in sorted((notice.parent / "data").rglob("*")):
+            if f.suffix in DATA_SUFFIXES and "__pycache__" not in f.parts and f.name not in text:
+                unnamed.append(str(f.relative_to(ROOT)))
+    assert list(ROOT.glob("plugins/*/NOTICE.md")), "no plugin NOTICE.md found"
+    assert all((d.parent / "NOTICE.md").is_file() for d in ROOT.glob("plugins/*/data")), "a data/ without NOTICE.md"
+    assert not unnamed, f"data files with no word in their plugin's NOTICE.md: {unnamed}"

@@ -42,9 +42,10 @@ def tuneforge_register_tasks(register):
         kind="classification",
         description="Sentiment of financial news: negative / neutral / positive.",
         labels=["negative", "neutral", "positive"],
-        # Twitter financial news (MIT) + investor posts written for the project (Apache-2.0, data/POSTS.md)
-        data_files={"train": [str(DATA / "train.csv"), str(DATA / "posts-train.csv")],
-                    "validation": [str(DATA / "valid.csv"), str(DATA / "posts-valid.csv")]},
+        # Twitter financial news (MIT) + investor posts and company headlines written for the project
+        # (Apache-2.0, data/POSTS.md, data/HEADLINES.md); chosen on validation (bench/RESULTS.md)
+        data_files={"train": [str(DATA / f) for f in ("train.csv", "posts-train.csv", "headlines-train.csv")],
+                    "validation": [str(DATA / f) for f in ("valid.csv", "posts-valid.csv", "headlines-valid.csv")]},
         columns={"text": "text", "label": "label"},
         train_defaults={"mode": "full", "epochs": 3, "max_length": 64, "learning_rate": 5e-5,
                         "soup": 3},   # 3 data seeds averaged: chosen by bench/sentiment_cross.py (bench/RESULTS.md)

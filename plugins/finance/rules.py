@@ -254,7 +254,7 @@ class NegativeRunRule(Rule):
     * ``"probability"``: the model's calibrated p(negative), so a headline the model finds only
       somewhat negative still counts for something.  The posterior is turned into the likelihood
       ratio ``L = odds(p) / odds(model_prior)`` (``model_prior``: the share of negatives in the
-      model's training data, 0.17 for the default recipe's Twitter + posts) and the item adds
+      model's training data: 0.17 for Twitter + posts, 0.18 with the authored headlines) and the item adds
       ``log((e L + 1 - e) / (b L + 1 - b))`` with ``e`` = ``event_share``, ``b`` =
       ``baseline_share`` -- the exact likelihood ratio of the two mixtures, which is the label
       rule's two steps when p is 0 or 1.
