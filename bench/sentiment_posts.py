@@ -4,11 +4,13 @@ agreement where |gold| >= 0.1.
 
     python bench/sentiment_posts.py --bundle exports/finance-sentiment/v1 --variant int8
     python bench/sentiment_posts.py --bundle A --bundle B --data plugins/finance/data/eval/investor-posts.csv
+    python bench/sentiment_posts.py --bundle A --data plugins/finance/data/eval/company-headlines.csv
     python bench/sentiment_posts.py --bundle A --data plugins/finance/data/valid.csv   # labels only: also accuracy
 
 Default set: ``plugins/finance/data/eval/investor-posts.csv`` (300 investor forum posts written for
 the project, with the author's stance on the named stock as a score in [-1, 1]; provenance in its
-README).  It is a small authored proxy for measuring only: nothing is trained or tuned on it.
+README).  ``data/eval/company-headlines.csv`` is the same for company news (252 graded
+headlines).  Both are small authored proxies for measuring only: nothing is trained or tuned on them.
 Texts are scored as the monitor would score them (cashtags kept).
 """
 
