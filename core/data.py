@@ -13,6 +13,7 @@ from __future__ import annotations
 import codecs
 import csv
 import difflib
+import hashlib
 import json
 import math
 import os
@@ -143,8 +144,6 @@ class Dataset:
             raise DataError(f"cannot mix label kinds {sorted(kinds)}", path=" + ".join(str(p.path) for p in parts))
         if len(parts) == 1:
             return parts[0]
-        import hashlib
-
         digest = hashlib.sha256("".join(str(p.sha256) for p in parts).encode()).hexdigest()
         return cls([ex for p in parts for ex in p.examples], " + ".join(str(p.path) for p in parts), digest,
                    parts[0].label_kind)
