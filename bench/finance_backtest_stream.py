@@ -3,6 +3,12 @@ events of known entity and size, noise bursts that are not events, calm stretche
 
     python bench/finance_backtest_stream.py                    # writes plugins/finance/data/backtest/
     python bench/finance_backtest_stream.py --out /tmp/bt --days 10 --seed 7
+    python bench/finance_backtest_stream.py --out /tmp/bt4 --replicas 4     # a 5x larger tune half
+
+``--replicas N``: the ``tune`` file gets N more copies of the tune half's *structure* drawn afresh
+(other seeds: rates, events, noise, times) from the *same* tune headline pool, each on its own
+entities (``ACME`` -> ``ACMEB``, ``ACMEC``, ...), merged in time order: 30 x (N + 1) labelled events to
+choose rule settings on, so a choice rests on more than 30 events.  The ``test`` half is unchanged.
 
 Headlines: the Twitter financial news validation set bundled with the plugin
 (``plugins/finance/data/valid.csv``, MIT, zeroshot 2022) -- not the training file, so a model trained
@@ -93,7 +99,7 @@ def free_slot(rng, busy: list[tuple[float, float]], t0: float, t1: float, length
 
 
 def make_half(half: str, pool: dict[str, list[str]], *, days: int, entities: list[str], seed: int,
-              events_per_entity: int = 3, noise_per_entity: int = 3):
+              events_per_entity: int = 3, noise_per_entity: int = 3, tag: str = ""):
     rng = random.Random(seed)
     t0 = parse_timestamp(HALVES[half][0])
     t1 = t0 + days * 86400
@@ -145,7 +151,7 @@ def make_half(half: str, pool: dict[str, list[str]], *, days: int, entities: lis
         for _ in range(rng.randint(1, 3)):                          # isolated negative items
             add(rng.uniform(t0, t1), entity, "neg", "isolated")
     items.sort(key=lambda r: (r[0], r[1]))
-    rows = [{"id": f"{half[:2]}{i:06d}", "timestamp": iso(ts), "text": f"${entity} - {text}"}
+    rows = [{"id": f"{half[:2]}{tag}{i:06d}", "timestamp": iso(ts), "text": f"${entity} - {text}"}
             for i, (ts, entity, text, _) in enumerate(items)]
     events.sort(key=lambda e: e["start"])
     noise.sort(key=lambda e: e["start"])
@@ -162,7 +168,11 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=10)
     parser.add_argument("--entities", type=int, default=10)
     parser.add_argument("--seed", type=int, default=16)
+    parser.add_argument("--replicas", type=int, default=0,
+                        help="add this many re-drawn copies of the tune half (same headline pool, own entities)")
     args = parser.parse_args()
+    if not 0 <= args.replicas <= 25:
+        parser.error("--replicas must be between 0 and 25")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     split = pools(args.seed)
@@ -170,6 +180,13 @@ def main() -> None:
     for half, (_, offset) in HALVES.items():
         rows, events, noise = make_half(half, split[half], days=args.days, entities=ENTITIES[:args.entities],
                                         seed=args.seed * 100 + offset)
+        if half == "tune":
+            for k in range(1, args.replicas + 1):
+                suffix = chr(ord("A") + k)
+                more = make_half(half, split[half], days=args.days, seed=args.seed * 100 + offset + 1000 * k,
+                                 entities=[e + suffix for e in ENTITIES[:args.entities]], tag=suffix)
+                rows, events, noise = (sorted(a + b, key=lambda r: (r.get("timestamp") or r["start"], r["id"]))
+                                       for a, b in zip((rows, events, noise), more))
         write_jsonl(rows, out / f"{half}.jsonl")
         write_jsonl(events, out / f"{half}-events.jsonl")
         write_jsonl(noise, out / f"{half}-noise.jsonl")

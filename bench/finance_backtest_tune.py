@@ -43,6 +43,8 @@ GRIDS = {
 # --run-grid: the CUSUM rule on labels or on calibrated probabilities (evidence = "probability")
 RUN_GRID = {"evidence": ["label", "probability"], "event_share": [0.6, 0.7, 0.8],
             "threshold": [4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0], "min_count": [3, 4]}
+# --run-baseline: the CUSUM rule's per-entity baseline too (the share of negatives in the 24 h before its window)
+RUN_BASELINE = {"baseline": [None, "24h"]}
 WIDE = {   # --wide: lower thresholds too (a model that misses negatives dilutes an event's share)
     "negative_share": {"window": ["1h", "2h"], "threshold": [0.35, 0.4, 0.45, 0.5, 0.6],
                        "min_volume": [5, 6, 8, 10]},
@@ -111,6 +113,11 @@ def main() -> None:
     p.add_argument("--run-grid", action="store_true",
                    help="--joint --with-run: search the CUSUM rule's evidence (label / probability), threshold and "
                         "min_count too, instead of taking it as the template has it")
+    p.add_argument("--run-baseline", action="store_true",
+                   help="--run-grid: also search the CUSUM rule's per-entity baseline (off or the 24 h before)")
+    p.add_argument("--shortlist", type=int, default=0,
+                   help="--joint: first each rule alone over its grid, then combine only each kind's best N "
+                        "(by the criterion) -- for large tune streams, where the full product is too slow")
     p.add_argument("--kinds", default="negative_share,negative_surge,sentiment_drop,negative_run",
                    help="--joint: the rule kinds that may be in a set (comma list; the others are left out)")
     p.add_argument("--negative-at", default="none",
@@ -182,17 +189,43 @@ def search(base, tune, ev_tune, scorer, args, negative_at, log):
     return best
 
 
+def with_values(rule: dict, grid: dict, values) -> dict:
+    """``rule`` with the grid's ``values`` set (a None value leaves the key out: the rule's default)."""
+    out = {**rule, **dict(zip(grid, values))}
+    return {k: v for k, v in out.items() if v is not None}
+
+
 def joint_search(base, tune, ev_tune, scorer, args, negative_at, log):
-    grids = {**(WIDE if args.wide else GRIDS), **({"negative_run": RUN_GRID} if args.run_grid else {})}
+    run_grid = {**RUN_GRID, **(RUN_BASELINE if args.run_baseline else {})}
+    grids = {**(WIDE if args.wide else GRIDS), **({"negative_run": run_grid} if args.run_grid else {})}
     kinds = set(args.kinds.split(","))
+
+    def full(kind):
+        if kind == "negative_surge" or (kind == "negative_run" and not args.run_grid):
+            return [base[kind]]           # as the template has it (or its starting settings)
+        grid = grids[kind]
+        return [with_values(base[kind], grid, values) for values in itertools.product(*grid.values())]
+
+    def shortlist(kind, rules):
+        """The ``--shortlist`` best of ``rules`` alone on ``tune`` (those reaching the precision first)."""
+        scored = []
+        for rule in rules:
+            res = run([rule], tune, ev_tune, scorer, args.tolerance, negative_at)
+            o = res.overall
+            log.append({"alone": kind, **{k: rule.get(k) for k in grids.get(kind, {})}, "negative_at": negative_at,
+                        "precision": o.precision, "recall": o.recall, "alerts": o.alerts})
+            scored.append(((ok(res, args.min_precision), o.precision or 0.0) if not ok(res, args.min_precision)
+                           else (True, *key(res)), rule))
+        scored.sort(key=lambda sr: sr[0], reverse=True)
+        return [r for _, r in scored[:args.shortlist]]
 
     def options(kind):
         if kind not in kinds or (kind == "negative_run" and not args.with_run):
             return [None]
-        if kind == "negative_surge" or (kind == "negative_run" and not args.run_grid):
-            return [None, base[kind]]     # as the template has it (or its starting settings)
-        grid = grids[kind]
-        return [None] + [{**base[kind], **dict(zip(grid, values))} for values in itertools.product(*grid.values())]
+        rules = full(kind)
+        if args.shortlist and len(rules) > args.shortlist:
+            rules = shortlist(kind, rules)
+        return [None] + rules
 
     best = None
     for share, drop, surge, run_rule in itertools.product(options("negative_share"), options("sentiment_drop"),
@@ -202,7 +235,7 @@ def joint_search(base, tune, ev_tune, scorer, args, negative_at, log):
             continue
         res = run(combo, tune, ev_tune, scorer, args.tolerance, negative_at)
         o = res.overall
-        log.append({"joint": [{k: r[k] for k in grids[r["kind"]]} | {"kind": r["kind"]} for r in combo],
+        log.append({"joint": [{k: r.get(k) for k in grids[r["kind"]]} | {"kind": r["kind"]} for r in combo],
                     "negative_at": negative_at, "precision": o.precision, "recall": o.recall, "alerts": o.alerts})
         if ok(res, args.min_precision) and (best is None or key(res) > key(best[1])):
             best = (combo, res, negative_at)

@@ -236,6 +236,44 @@ def test_negative_run_on_probabilities_counts_headlines_the_labels_call_neutral(
         rule_from_dict({"name": "x", "kind": "negative_run", "model_prior": 1.5})
 
 
+def test_negative_run_baseline_is_the_entitys_own_usual_share():
+    """With ``baseline`` set, the share tested against is the entity's own over the 24 h before the
+    CUSUM's window, smoothed towards ``baseline_share``: the same four bad headlines fire the rule
+    for a name whose news is usually clean, and not for one that always draws bad news."""
+    kw = dict(window=3 * 3600, baseline_share=0.15, event_share=0.8, threshold=5.0, min_count=3)
+    fixed, own = NegativeRunRule("run", **kw), NegativeRunRule("run", baseline=86400, baseline_weight=20, **kw)
+    assert own.windows() == [3 * 3600, 86400] and fixed.windows() == [3 * 3600]
+    burst = [NEG, NEG, NEU, NEG, NEG]
+    for usual, fires in ((NEU, True), (NEG, False)):
+        day = [usual if i % 3 == 0 else NEU for i in range(60)]          # 20 or 0 negatives in 60
+        entries = [Entry(T0 + i * 1200, i, lab, 0.0, f"d{i}") for i, lab in enumerate(day)]
+        entries += [Entry(T0 + 60 * 1200 + i * 300, 100 + i, lab, 0.0, f"b{i}") for i, lab in enumerate(burst)]
+        ws = WindowSet(own.windows())
+        for e in entries:
+            ws.advance(e.ts)
+            ws.add("ACME", e)
+        # "before": the day's items in the 24 h window but not in the 3 h one
+        w, b = ws.get("ACME", 3 * 3600), ws.get("ACME", 86400)
+        before, neg_before = b.n - w.n, b.counts[NEG] - w.counts[NEG]
+        assert own.baseline_for("ACME", ws) == pytest.approx((neg_before + 20 * 0.15) / (before + 20))
+        assert fixed.baseline_for("ACME", ws) == 0.15
+        assert (own.check("ACME", ws, {}) is not None) is fires, usual
+        assert fixed.check("ACME", ws, {}) is not None        # the fixed share cannot tell the two apart
+        if fires:
+            assert "usual share" in own.check("ACME", ws, {}).message
+    # a name with every item negative: the share is capped at event_share / 2 (a bad headline is evidence)
+    ws = WindowSet(own.windows())
+    for i in range(80):
+        ws.advance(T0 + i * 600)
+        ws.add("ACME", Entry(T0 + i * 600, i, NEG, -1.0, f"n{i}"))
+    assert own.baseline_for("ACME", ws) == pytest.approx(0.4)
+    with pytest.raises(ConfigError, match="baseline .* must be longer than window"):
+        rule_from_dict({"name": "x", "kind": "negative_run", "window": "3h", "baseline": "2h"})
+    with pytest.raises(ConfigError, match="baseline_weight"):
+        rule_from_dict({"name": "x", "kind": "negative_run", "baseline": "24h", "baseline_weight": 0})
+    assert rule_from_dict({"name": "x", "kind": "negative_run", "baseline": "24h"}).baseline == 86400
+
+
 def test_rule_config_errors_are_one_clear_line():
     with pytest.raises(ConfigError, match="kind must be one of"):
         rule_from_dict({"name": "x", "kind": "nope"})

@@ -260,6 +260,13 @@ class NegativeRunRule(Rule):
       rule's two steps when p is 0 or 1.
       ``min_count`` compares with the expected number of negatives, the sum of p.  Items without a
       probability (written by a version before it) count by their label.
+
+    ``baseline`` (a duration longer than ``window``, default off): the entity's own share of negative
+    items over that window, older than the CUSUM's ``window``, takes the place of ``baseline_share``
+    -- smoothed towards it with ``baseline_weight`` pseudo-items, and kept within
+    [:attr:`MIN_BASELINE`, ``event_share`` / 2] so a negative item always counts as evidence.  A
+    name that is usually quiet then alerts on fewer bad headlines, and one that always draws some
+    needs more.  Counted by label from the monitor's windows, so it is event-time and order-free too.
     """
 
     window: float = 10800.0
@@ -269,6 +276,9 @@ class NegativeRunRule(Rule):
     min_count: float = 4
     evidence: str = "label"
     model_prior: float = 0.17
+    baseline: float | None = None
+    baseline_weight: float = 20.0
+    MIN_BASELINE = 0.01
     MAX_SCAN = 256   # runs considered: at most the newest 256 items of the window (a busy name stays O(1))
     EVIDENCE = ("label", "probability")
 
@@ -284,14 +294,31 @@ class NegativeRunRule(Rule):
                               f"got {self.evidence!r}")
         if not 0 < self.model_prior < 1:
             raise ConfigError(f"rule {self.name}: model_prior must be in (0, 1), got {self.model_prior!r}")
+        if self.baseline is not None and not self.baseline > self.window:
+            raise ConfigError(f"rule {self.name}: baseline ({format_duration(self.baseline)}) must be longer than "
+                              f"window ({format_duration(self.window)})")
+        if not self.baseline_weight > 0:
+            raise ConfigError(f"rule {self.name}: baseline_weight must be > 0, got {self.baseline_weight!r}")
 
     def windows(self):
-        return [self.window]
+        return [self.window] if self.baseline is None else [self.window, self.baseline]
 
-    def _evidence(self, entries: list[Entry]) -> list[tuple[float, float]]:
+    def baseline_for(self, key: str, windows: WindowSet) -> float:
+        """The share of negative items ``key`` usually has: ``baseline_share``, or with ``baseline``
+        set, the share in that window before the CUSUM's ``window``, smoothed towards ``baseline_share``."""
+        if self.baseline is None:
+            return self.baseline_share
+        w, b = windows.get(key, self.window), windows.get(key, self.baseline)
+        rest = max(b.n - w.n, 0)
+        negatives = max(b.counts[NEG] - w.counts[NEG], 0)
+        share = (negatives + self.baseline_weight * self.baseline_share) / (rest + self.baseline_weight)
+        return min(max(share, self.MIN_BASELINE), self.event_share / 2)
+
+    def _evidence(self, entries: list[Entry], baseline: float | None = None) -> list[tuple[float, float]]:
         """Each item's (log-likelihood ratio, share of being negative): from its label (0 / 1), or
-        from its calibrated p(negative) when ``evidence`` is "probability" and the item has one."""
-        e, b = self.event_share, self.baseline_share
+        from its calibrated p(negative) when ``evidence`` is "probability" and the item has one;
+        ``baseline``: the share of negatives to test against (default ``baseline_share``)."""
+        e, b = self.event_share, self.baseline_share if baseline is None else baseline
         neg, other = (math.log(e / b), 1.0), (math.log((1 - e) / (1 - b)), 0.0)
         if self.evidence == "label":
             return [neg if x.label == NEG else other for x in entries]
@@ -308,7 +335,8 @@ class NegativeRunRule(Rule):
 
     def check(self, key, windows, state):
         entries = windows.get(key, self.window).entries(self.MAX_SCAN)
-        evidence = self._evidence(entries)
+        baseline = self.baseline_for(key, windows)
+        evidence = self._evidence(entries, baseline)
         total, negatives, best = 0.0, 0.0, (0.0, 0.0, len(entries))
         for i in range(len(entries) - 1, -1, -1):
             llr, weight = evidence[i]
@@ -324,7 +352,8 @@ class NegativeRunRule(Rule):
         about = f"{count:.0f}" if self.evidence == "label" else f"about {count:.1f}"
         return Finding(value, self.threshold, self._severity(value),
                        f"{key}: {about} of the last {len(run)} items negative over "
-                       f"{max(round((run[-1].ts - run[0].ts) / 60), 1)} min (CUSUM {value:.1f})", ids, len(run))
+                       f"{max(round((run[-1].ts - run[0].ts) / 60), 1)} min (CUSUM {value:.1f}"
+                       + (f", usual share {baseline:.0%})" if self.baseline is not None else ")"), ids, len(run))
 
 
 KINDS = {"negative_share": NegativeShareRule, "negative_surge": NegativeSurgeRule,
