@@ -152,6 +152,28 @@ def test_shipped_benchmark_stream_is_reproduced_by_its_seeded_script(tmp_path):
     assert min(e.size for e in events) >= 5 and max(e.size for e in events) <= 30
 
 
+def test_stream_replicas_enlarge_the_tune_half_only_from_its_own_headlines(tmp_path):
+    """``--replicas 2``: the tune half gets two re-drawn copies on their own entities (ACMEB, ACMEC,
+    ...), from the tune headline pool only; the held-out half stays byte for byte the shipped one."""
+    shipped = ROOT / "plugins" / "finance" / "data" / "backtest"
+    subprocess.run([sys.executable, str(ROOT / "bench" / "finance_backtest_stream.py"), "--out", str(tmp_path),
+                    "--replicas", "2"], check=True, capture_output=True)
+    for name in ("test.jsonl", "test-events.jsonl", "test-noise.jsonl"):
+        assert filecmp.cmp(shipped / name, tmp_path / name, shallow=False)
+    events = read_events(tmp_path / "tune-events.jsonl")
+    assert len(events) == 90 and len({e.entity for e in events}) == 30
+    assert {e.entity for e in events} >= {"ACME", "ACMEB", "ACMEC"}
+    assert len({e.id for e in events}) == 90
+    rows = [json.loads(line) for line in (tmp_path / "tune.jsonl").read_text().splitlines()]
+    assert len({r["id"] for r in rows}) == len(rows)
+    assert [r["timestamp"] for r in rows] == sorted(r["timestamp"] for r in rows)
+    held_out = {json.loads(line)["text"].split(" - ", 1)[1]
+                for line in (shipped / "test.jsonl").read_text().splitlines()}
+    assert not {r["text"].split(" - ", 1)[1] for r in rows} & held_out     # disjoint headline pools
+    original = (shipped / "tune.jsonl").read_text().splitlines()
+    assert len(rows) > 2.5 * len(original)
+
+
 def test_backtest_without_config_reads_the_stream_the_way_the_template_does():
     """The default replay is the shipped template: its rules and its ``[model] negative_at``
     (how a probability becomes a negative item), only the scorer and the watchlist left out."""
