@@ -43,6 +43,10 @@ GRIDS = {
 # --run-grid: the CUSUM rule on labels or on calibrated probabilities (evidence = "probability")
 RUN_GRID = {"evidence": ["label", "probability"], "event_share": [0.6, 0.7, 0.8],
             "threshold": [4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0], "min_count": [3, 4]}
+# --share-volume: the share rule with and without its volume condition (baseline 24 h, volume_ratio);
+# the other rules as the template has them, or left out
+SHARE_VOLUME = {"window": ["1h", "2h"], "threshold": [0.6, 0.7], "min_volume": [5, 6],
+                "volume_ratio": [None, 1.5, 2.0, 3.0]}
 # --run-baseline: the CUSUM rule's per-entity baseline too (the share of negatives in the 24 h before its window)
 RUN_BASELINE = {"baseline": [None, "24h"]}
 WIDE = {   # --wide: lower thresholds too (a model that misses negatives dilutes an event's share)
@@ -122,6 +126,9 @@ def main() -> None:
                         "min_count too, instead of taking it as the template has it")
     p.add_argument("--run-baseline", action="store_true",
                    help="--run-grid: also search the CUSUM rule's per-entity baseline (off or the 24 h before)")
+    p.add_argument("--share-volume", action="store_true",
+                   help="--joint: search the share rule with its volume condition (off, 1.5x, 2x, 3x the usual "
+                        "volume over 24 h); the drop and CUSUM rules as the template has them, or left out")
     p.add_argument("--shortlist", type=int, default=0,
                    help="--joint: first each rule alone over its grid, then combine only each kind's best N "
                         "(by the criterion) -- for large tune streams, where the full product is too slow")
@@ -214,12 +221,17 @@ def with_values(rule: dict, grid: dict, values) -> dict:
 
 def joint_search(base, tune, ev_tune, scorer, args, negative_at, log):
     run_grid = {**RUN_GRID, **(RUN_BASELINE if args.run_baseline else {})}
-    grids = {**(WIDE if args.wide else GRIDS), **({"negative_run": run_grid} if args.run_grid else {})}
+    grids = {**(WIDE if args.wide else GRIDS), **({"negative_run": run_grid} if args.run_grid else {}),
+             **({"negative_share": SHARE_VOLUME} if args.share_volume else {})}
     kinds = set(args.kinds.split(","))
 
     def full(kind):
-        if kind == "negative_surge" or (kind == "negative_run" and not args.run_grid):
+        if kind == "negative_surge" or (kind == "negative_run" and not args.run_grid) or (
+                args.share_volume and kind != "negative_share"):
             return [base[kind]]           # as the template has it (or its starting settings)
+        if args.share_volume:
+            rules = [with_values(base[kind], SHARE_VOLUME, values) for values in itertools.product(*SHARE_VOLUME.values())]
+            return [{**r, "baseline": "24h"} if "volume_ratio" in r else r for r in rules]
         grid = grids[kind]
         return [with_values(base[kind], grid, values) for values in itertools.product(*grid.values())]
 

@@ -132,6 +132,38 @@ def test_negative_share_fires_once_per_episode_with_cooldown_and_severity():
     assert engine.states[("share", "ACME")]["last"] == again[0].ts
 
 
+def test_share_rule_volume_condition_needs_news_on_top_of_the_usual_flow():
+    """With ``baseline``, five bad items of six in an hour fire for a name that usually gets one
+    item an hour, not for one that usually gets six (the same share, no extra news)."""
+    kw = dict(window=3600, threshold=0.7, min_volume=6)
+    plain, vol = NegativeShareRule("s", **kw), NegativeShareRule("s", baseline=86400, volume_ratio=2.0, **kw)
+    assert vol.windows() == [3600, 86400] and plain.windows() == [3600]
+    hour = [NEG, NEG, NEU, NEG, NEG, NEG]
+    for per_hour, fires in ((1, True), (6, False)):
+        ws = WindowSet(vol.windows())
+        entries = [Entry(T0 + i * 3600 / per_hour, i, NEU, 0.0, f"d{i}") for i in range(23 * per_hour)]
+        entries += [Entry(T0 + 23 * 3600 + 1 + i * 500, 10_000 + i, lab, 0.0, f"h{i}") for i, lab in enumerate(hour)]
+        for e in entries:
+            ws.advance(e.ts)
+            ws.add("ACME", e)
+        rest = ws.get("ACME", 86400).n - ws.get("ACME", 3600).n
+        assert vol.expected_volume("ACME", ws) == pytest.approx(rest / 82800 * 3600)
+        assert plain.check("ACME", ws, {}) is not None
+        found = vol.check("ACME", ws, {})
+        assert (found is not None) is fires, per_hour
+        if fires:
+            assert "x the usual volume" in found.message and found.volume == 6
+    ws = WindowSet(vol.windows())                 # no history before the window: the condition passes
+    for i, lab in enumerate(hour):
+        ws.advance(T0 + i * 500)
+        ws.add("ACME", Entry(T0 + i * 500, i, lab, 0.0, f"n{i}"))
+    assert vol.expected_volume("ACME", ws) is None and vol.check("ACME", ws, {}) is not None
+    with pytest.raises(ConfigError, match="baseline .* must be longer than window"):
+        rule_from_dict({"name": "x", "kind": "negative_share", "window": "2h", "baseline": "1h"})
+    with pytest.raises(ConfigError, match="volume_ratio"):
+        rule_from_dict({"name": "x", "kind": "negative_share", "baseline": "24h", "volume_ratio": 0})
+
+
 def test_surge_rule_uses_an_ewma_baseline_and_dedup_folds_rules():
     surge = NegativeSurgeRule("surge", bucket=3600, z=3.0, min_count=4, warmup=3)
     share = NegativeShareRule("share", window=3600, threshold=0.5, min_volume=4)

@@ -2,6 +2,8 @@
 
 ==================  ==========================================================================
 ``negative_share``  share of negative items in ``window`` >= ``threshold``, at least ``min_volume``
+                    (with ``baseline``: and at least ``volume_ratio`` x the items the entity's rate
+                    over the rest of ``baseline`` predicts for the window)
 ``negative_surge``  negative items in the current ``bucket`` vs an EWMA baseline of past buckets:
                     z-score >= ``z`` and count >= ``min_count`` (after ``warmup`` buckets)
 ``sentiment_drop``  mean sentiment (p(pos) - p(neg)) in ``window`` fell by >= ``drop`` below the
@@ -91,17 +93,38 @@ class Rule:
 
 @dataclass
 class NegativeShareRule(Rule):
+    """``baseline`` (a duration longer than ``window``; default off) adds a volume condition: the
+    window must also hold at least ``volume_ratio`` times the items the entity's own rate predicts,
+    that rate measured over the rest of ``baseline`` (its items older than ``window``).  A bad-news
+    event brings news *on top of* the usual flow; a quiet hour in which five of six items happen
+    to be negative does not.  A name with no history before the window passes the condition."""
+
     window: float = 3600.0
     threshold: float = 0.5
     min_volume: int = 5
+    baseline: float | None = None
+    volume_ratio: float = 2.0
 
     def __post_init__(self):
         super().__post_init__()
         if not 0 < self.threshold <= 1 or self.min_volume < 1:
             raise ConfigError(f"rule {self.name}: threshold must be in (0, 1] and min_volume >= 1")
+        if self.baseline is not None and not self.baseline > self.window:
+            raise ConfigError(f"rule {self.name}: baseline ({format_duration(self.baseline)}) must be longer than "
+                              f"window ({format_duration(self.window)})")
+        if not self.volume_ratio > 0:
+            raise ConfigError(f"rule {self.name}: volume_ratio must be > 0, got {self.volume_ratio!r}")
 
     def windows(self):
-        return [self.window]
+        return [self.window] if self.baseline is None else [self.window, self.baseline]
+
+    def expected_volume(self, key: str, windows: WindowSet) -> float | None:
+        """Items the window would hold at the entity's rate over the rest of ``baseline``
+        (None: no ``baseline``, or no item before the window)."""
+        if self.baseline is None:
+            return None
+        rest = windows.get(key, self.baseline).n - windows.get(key, self.window).n
+        return rest / (self.baseline - self.window) * self.window if rest > 0 else None
 
     def check(self, key, windows, state):
         w = windows.get(key, self.window)
@@ -110,9 +133,13 @@ class NegativeShareRule(Rule):
         share = w.share(NEG)
         if share < self.threshold:
             return None
+        expected = self.expected_volume(key, windows)
+        if expected is not None and w.n < self.volume_ratio * expected:
+            return None
+        usual = "" if expected is None else f"; {w.n / expected:.1f}x the usual volume"
         return Finding(share, self.threshold, self._severity(share),
                        f"{key}: {share:.0%} of {w.n} items negative in {format_duration(self.window)} "
-                       f"(threshold {self.threshold:.0%})", w.item_ids(NEG, self.max_items), w.n)
+                       f"(threshold {self.threshold:.0%}{usual})", w.item_ids(NEG, self.max_items), w.n)
 
 
 @dataclass
