@@ -7,6 +7,9 @@ through :class:`Monitor` (``tuneforge.plugins.finance.backtest.replay``), not a 
     python bench/finance_backtest_tune.py --bundle B --variant int8 --joint --negative-at none,0.3,0.4 --min-precision 0.9
     python bench/finance_backtest_tune.py --bundle B --joint --with-run --run-grid --kinds sentiment_drop,negative_run \
         --negative-at 0.4 --min-precision 0.9        # the CUSUM rule on labels or on probabilities
+    python bench/finance_backtest_stream.py --out /tmp/bt4 --replicas 4       # 150 tune events (tenth session)
+    python bench/finance_backtest_tune.py --data-dir /tmp/bt4 --bundle B --joint --with-run --run-grid --run-baseline \
+        --shortlist 4 --negative-at 0.4 --criterion balanced --min-precision 0 --tune-only
 
 Search: each rule alone over its grid (the template's other settings kept), the best by the
 criterion (recall, subject to precision >= --min-precision on ``tune``; ties: lower median delay,

@@ -174,6 +174,37 @@ def test_stream_replicas_enlarge_the_tune_half_only_from_its_own_headlines(tmp_p
     assert len(rows) > 2.5 * len(original)
 
 
+def test_tune_script_balanced_tune_only_never_replays_the_held_out_half(tmp_path):
+    """``--tune-only`` chooses on the tune half and leaves the held-out half unread (a choice can be
+    written down before it is looked at); ``--criterion balanced`` keeps the set with the highest
+    min(precision, recall) among those it tried, the template's own set included."""
+    data = tmp_path / "bt"
+    subprocess.run([sys.executable, str(ROOT / "bench" / "finance_backtest_stream.py"), "--out", str(data),
+                    "--days", "6", "--entities", "3"], check=True, capture_output=True)
+    (data / "test.jsonl").write_text("not json\n")          # would fail if it were replayed
+    out = tmp_path / "tuned.json"
+    run = subprocess.run([sys.executable, str(ROOT / "bench" / "finance_backtest_tune.py"), "--data-dir", str(data),
+                          "--scorer", "gold", "--joint", "--kinds", "negative_share", "--criterion", "balanced",
+                          "--min-precision", "0", "--tune-only", "--out", str(out)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    result = json.loads(out.read_text())
+    assert result["criterion"] == "balanced" and result["test"] is None
+    assert result["template_defaults"]["test"] is None and "held out" not in run.stdout
+    joint = [g for g in result["grid"] if "joint" in g]
+    assert len(joint) == 24                                  # the share grid (the template's set is extra)
+    best = max(min(g["precision"] or 0.0, g["recall"]) for g in joint)
+    o = result["tune"]["overall"]
+    assert min(o["precision"], o["recall"]) >= best
+    assert [r["kind"] for r in result["rules"]] == ["negative_share"] or result["rules"] == [
+        r for r in read_template_rules()]
+
+
+def read_template_rules():
+    from tuneforge.storage import read_toml
+
+    return read_toml(ROOT / "plugins" / "finance" / "templates" / "finance-monitor" / "monitor.toml")["rules"]
+
+
 def test_backtest_without_config_reads_the_stream_the_way_the_template_does():
     """The default replay is the shipped template: its rules and its ``[model] negative_at``
     (how a probability becomes a negative item), only the scorer and the watchlist left out."""
