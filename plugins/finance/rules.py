@@ -84,6 +84,13 @@ class Rule:
     def check(self, key: str, windows: WindowSet, state: dict) -> Finding | None:
         raise NotImplementedError
 
+    def _baseline_longer_than_window(self) -> None:
+        """Rules with an optional ``baseline`` window: it must be longer than their ``window``."""
+        baseline, window = getattr(self, "baseline", None), getattr(self, "window", None)
+        if baseline is not None and not baseline > window:
+            raise ConfigError(f"rule {self.name}: baseline ({format_duration(baseline)}) must be longer than "
+                              f"window ({format_duration(window)})")
+
     def _severity(self, value: float) -> str:
         return "critical" if self.critical_at is not None and value >= self.critical_at else self.severity
 
@@ -109,9 +116,7 @@ class NegativeShareRule(Rule):
         super().__post_init__()
         if not 0 < self.threshold <= 1 or self.min_volume < 1:
             raise ConfigError(f"rule {self.name}: threshold must be in (0, 1] and min_volume >= 1")
-        if self.baseline is not None and not self.baseline > self.window:
-            raise ConfigError(f"rule {self.name}: baseline ({format_duration(self.baseline)}) must be longer than "
-                              f"window ({format_duration(self.window)})")
+        self._baseline_longer_than_window()
         if not self.volume_ratio > 0:
             raise ConfigError(f"rule {self.name}: volume_ratio must be > 0, got {self.volume_ratio!r}")
 
@@ -321,9 +326,7 @@ class NegativeRunRule(Rule):
                               f"got {self.evidence!r}")
         if not 0 < self.model_prior < 1:
             raise ConfigError(f"rule {self.name}: model_prior must be in (0, 1), got {self.model_prior!r}")
-        if self.baseline is not None and not self.baseline > self.window:
-            raise ConfigError(f"rule {self.name}: baseline ({format_duration(self.baseline)}) must be longer than "
-                              f"window ({format_duration(self.window)})")
+        self._baseline_longer_than_window()
         if not self.baseline_weight > 0:
             raise ConfigError(f"rule {self.name}: baseline_weight must be > 0, got {self.baseline_weight!r}")
 
