@@ -46,7 +46,7 @@ GRIDS = {
 # --run-grid: the CUSUM rule on labels or on calibrated probabilities (evidence = "probability")
 RUN_GRID = {"evidence": ["label", "probability"], "event_share": [0.6, 0.7, 0.8],
             "threshold": [4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0], "min_count": [3, 4]}
-# --share-volume: the share rule with and without its volume condition (baseline 24 h, volume_ratio);
+# --share-volume: the share rule with and without its volume condition (volume_ratio over the 24 h baseline);
 # the other rules as the template has them, or left out
 SHARE_VOLUME = {"window": ["1h", "2h"], "threshold": [0.6, 0.7], "min_volume": [5, 6],
                 "volume_ratio": [None, 1.5, 2.0, 3.0]}
@@ -232,9 +232,6 @@ def joint_search(base, tune, ev_tune, scorer, args, negative_at, log):
         if kind == "negative_surge" or (kind == "negative_run" and not args.run_grid) or (
                 args.share_volume and kind != "negative_share"):
             return [base[kind]]           # as the template has it (or its starting settings)
-        if args.share_volume:
-            rules = [with_values(base[kind], SHARE_VOLUME, values) for values in itertools.product(*SHARE_VOLUME.values())]
-            return [{**r, "baseline": "24h"} if "volume_ratio" in r else r for r in rules]
         grid = grids[kind]
         return [with_values(base[kind], grid, values) for values in itertools.product(*grid.values())]
 

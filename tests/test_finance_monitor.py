@@ -133,7 +133,7 @@ def test_negative_share_fires_once_per_episode_with_cooldown_and_severity():
 
 
 def test_share_rule_volume_condition_needs_news_on_top_of_the_usual_flow():
-    """With ``baseline``, five bad items of six in an hour fire for a name that usually gets one
+    """With ``volume_ratio``, five bad items of six in an hour fire for a name that usually gets one
     item an hour, not for one that usually gets six (the same share, no extra news)."""
     kw = dict(window=3600, threshold=0.7, min_volume=6)
     plain, vol = NegativeShareRule("s", **kw), NegativeShareRule("s", baseline=86400, volume_ratio=2.0, **kw)
@@ -159,7 +159,7 @@ def test_share_rule_volume_condition_needs_news_on_top_of_the_usual_flow():
         ws.add("ACME", Entry(T0 + i * 500, i, lab, 0.0, f"n{i}"))
     assert vol.expected_volume("ACME", ws) is None and vol.check("ACME", ws, {}) is not None
     with pytest.raises(ConfigError, match="baseline .* must be longer than window"):
-        rule_from_dict({"name": "x", "kind": "negative_share", "window": "2h", "baseline": "1h"})
+        rule_from_dict({"name": "x", "kind": "negative_share", "window": "2h", "baseline": "1h", "volume_ratio": 2})
     with pytest.raises(ConfigError, match="volume_ratio"):
         rule_from_dict({"name": "x", "kind": "negative_share", "baseline": "24h", "volume_ratio": 0})
 

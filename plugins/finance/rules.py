@@ -2,8 +2,8 @@
 
 ==================  ==========================================================================
 ``negative_share``  share of negative items in ``window`` >= ``threshold``, at least ``min_volume``
-                    (with ``baseline``: and at least ``volume_ratio`` x the items the entity's rate
-                    over the rest of ``baseline`` predicts for the window)
+                    (with ``volume_ratio``: and at least that many times the items the entity's
+                    rate over the rest of ``baseline`` predicts for the window)
 ``negative_surge``  negative items in the current ``bucket`` vs an EWMA baseline of past buckets:
                     z-score >= ``z`` and count >= ``min_count`` (after ``warmup`` buckets)
 ``sentiment_drop``  mean sentiment (p(pos) - p(neg)) in ``window`` fell by >= ``drop`` below the
@@ -32,6 +32,13 @@ from .windows import NEG, Entry, WindowSet
 
 SCOPES = ("entity", "topic", "all")
 SEVERITIES = ("info", "warning", "critical")
+
+
+def before_window(windows: WindowSet, key: str, window: float, baseline: float):
+    """``key``'s ``window`` and what its longer ``baseline`` window holds *before* it: (window,
+    items, negative items, sentiment sum)."""
+    w, b = windows.get(key, window), windows.get(key, baseline)
+    return (w, max(b.n - w.n, 0), max(b.counts[NEG] - w.counts[NEG], 0), b.sentiment_sum - w.sentiment_sum)
 
 
 @dataclass
@@ -85,11 +92,10 @@ class Rule:
         raise NotImplementedError
 
     def _baseline_longer_than_window(self) -> None:
-        """Rules with an optional ``baseline`` window: it must be longer than their ``window``."""
-        baseline, window = getattr(self, "baseline", None), getattr(self, "window", None)
-        if baseline is not None and not baseline > window:
-            raise ConfigError(f"rule {self.name}: baseline ({format_duration(baseline)}) must be longer than "
-                              f"window ({format_duration(window)})")
+        """Rules with an optional ``baseline`` window, when it is on: longer than their ``window``."""
+        if not self.baseline > self.window:
+            raise ConfigError(f"rule {self.name}: baseline ({format_duration(self.baseline)}) must be longer than "
+                              f"window ({format_duration(self.window)})")
 
     def _severity(self, value: float) -> str:
         return "critical" if self.critical_at is not None and value >= self.critical_at else self.severity
@@ -100,35 +106,36 @@ class Rule:
 
 @dataclass
 class NegativeShareRule(Rule):
-    """``baseline`` (a duration longer than ``window``; default off) adds a volume condition: the
-    window must also hold at least ``volume_ratio`` times the items the entity's own rate predicts,
-    that rate measured over the rest of ``baseline`` (its items older than ``window``).  A bad-news
-    event brings news *on top of* the usual flow; a quiet hour in which five of six items happen
-    to be negative does not.  A name with no history before the window passes the condition."""
+    """``volume_ratio`` (default off) adds a volume condition: the window must also hold at least
+    that many times the items the entity's own rate predicts, the rate measured over the rest of
+    ``baseline`` (its items older than ``window``; 24 h by default).  A bad-news event brings news
+    *on top of* the usual flow; a quiet hour in which five of six items happen to be negative does
+    not.  A name with no history before the window passes the condition."""
 
     window: float = 3600.0
     threshold: float = 0.5
     min_volume: int = 5
-    baseline: float | None = None
-    volume_ratio: float = 2.0
+    volume_ratio: float | None = None
+    baseline: float = 86400.0
 
     def __post_init__(self):
         super().__post_init__()
         if not 0 < self.threshold <= 1 or self.min_volume < 1:
             raise ConfigError(f"rule {self.name}: threshold must be in (0, 1] and min_volume >= 1")
-        self._baseline_longer_than_window()
-        if not self.volume_ratio > 0:
-            raise ConfigError(f"rule {self.name}: volume_ratio must be > 0, got {self.volume_ratio!r}")
+        if self.volume_ratio is not None:
+            if not self.volume_ratio > 0:
+                raise ConfigError(f"rule {self.name}: volume_ratio must be > 0, got {self.volume_ratio!r}")
+            self._baseline_longer_than_window()
 
     def windows(self):
-        return [self.window] if self.baseline is None else [self.window, self.baseline]
+        return [self.window] if self.volume_ratio is None else [self.window, self.baseline]
 
     def expected_volume(self, key: str, windows: WindowSet) -> float | None:
         """Items the window would hold at the entity's rate over the rest of ``baseline``
-        (None: no ``baseline``, or no item before the window)."""
-        if self.baseline is None:
+        (None: no ``volume_ratio``, or no item before the window)."""
+        if self.volume_ratio is None:
             return None
-        rest = windows.get(key, self.baseline).n - windows.get(key, self.window).n
+        _, rest, _, _ = before_window(windows, key, self.window, self.baseline)
         return rest / (self.baseline - self.window) * self.window if rest > 0 else None
 
     def check(self, key, windows, state):
@@ -256,11 +263,10 @@ class SentimentDropRule(Rule):
         return [self.window, self.baseline]
 
     def check(self, key, windows, state):
-        w, b = windows.get(key, self.window), windows.get(key, self.baseline)
-        rest = b.n - w.n
+        w, rest, _, sentiment = before_window(windows, key, self.window, self.baseline)
         if w.n < self.min_volume or rest < self.min_baseline:
             return None
-        before = (b.sentiment_sum - w.sentiment_sum) / rest
+        before = sentiment / rest
         fall = before - w.mean
         if fall < self.drop:
             return None
@@ -326,7 +332,8 @@ class NegativeRunRule(Rule):
                               f"got {self.evidence!r}")
         if not 0 < self.model_prior < 1:
             raise ConfigError(f"rule {self.name}: model_prior must be in (0, 1), got {self.model_prior!r}")
-        self._baseline_longer_than_window()
+        if self.baseline is not None:
+            self._baseline_longer_than_window()
         if not self.baseline_weight > 0:
             raise ConfigError(f"rule {self.name}: baseline_weight must be > 0, got {self.baseline_weight!r}")
 
@@ -338,9 +345,7 @@ class NegativeRunRule(Rule):
         set, the share in that window before the CUSUM's ``window``, smoothed towards ``baseline_share``."""
         if self.baseline is None:
             return self.baseline_share
-        w, b = windows.get(key, self.window), windows.get(key, self.baseline)
-        rest = max(b.n - w.n, 0)
-        negatives = max(b.counts[NEG] - w.counts[NEG], 0)
+        _, rest, negatives, _ = before_window(windows, key, self.window, self.baseline)
         share = (negatives + self.baseline_weight * self.baseline_share) / (rest + self.baseline_weight)
         return min(max(share, self.MIN_BASELINE), self.event_share / 2)
 
