@@ -160,7 +160,7 @@ class Generations:
         """An empty folder to build the next generation in; switched to when the block succeeds."""
         self.folder.mkdir(parents=True, exist_ok=True)
         self._remove_dead_temps()
-        name = f"{time_stamp()}-{time.time_ns() % 10**9:09d}-{uuid.uuid4().hex[:4]}"   # sorts by creation
+        name = generation_name(time.time_ns())
         tmp = self.folder / f".{name}.{os.getpid()}.tmp"
         tmp.mkdir()
         try:
@@ -191,8 +191,11 @@ class Generations:
                 shutil.rmtree(tmp, ignore_errors=True)
 
 
-def time_stamp() -> str:
-    return time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+def generation_name(ns: int) -> str:
+    """``YYYYMMDD-HHMMSS-<nanoseconds>-<random>`` from one clock reading, so names sort by creation
+    (reading the clock twice could pair one second's stamp with the next second's nanoseconds)."""
+    seconds, rest = divmod(ns, 10**9)
+    return f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime(seconds))}-{rest:09d}-{uuid.uuid4().hex[:4]}"
 
 
 def _alive(pid: int) -> bool:

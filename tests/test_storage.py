@@ -128,3 +128,14 @@ def test_two_processes_migrating_one_new_store_run_each_step_once(tmp_path):
     conn = open_sqlite(db, ["CREATE TABLE t (a)", "ALTER TABLE t ADD COLUMN b"])
     assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
     assert [r[1] for r in conn.execute("PRAGMA table_info(t)")] == ["a", "b"]
+
+
+def test_generation_names_sort_by_creation_across_a_second_boundary():
+    """One clock reading makes the name: a build at x.999 s and the next at (x+1).001 s sort in order
+    (the stamp and the nanoseconds once came from two readings and could straddle a second)."""
+    from tuneforge.storage import generation_name
+
+    before = generation_name(1_764_690_731_999_999_999)
+    after = generation_name(1_764_690_732_000_000_001)
+    assert before < after
+    assert before.startswith("20251202-155211-999999999-") and after.startswith("20251202-155212-000000001-")
