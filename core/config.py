@@ -75,6 +75,7 @@ class TrainConfig:
     metric: str = "auto"               # validation metric for early stopping; auto = by task kind
     evals_per_epoch: int = 1
     augment: float = 0.0               # probability of deleting/swapping a word (tiny data sets)
+    text_augment: float = 0.0          # probability a training row gets a copy rewritten by the task's text_augmenter
     split: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
     limit_train: int | None = None     # keep a stratified subset of this many training rows
     seed: int = 42
@@ -132,6 +133,8 @@ class TrainConfig:
              f"self_train_per_class must be in 1..10000, got {self.self_train_per_class}")
         need(8 <= self.max_length <= 8192, f"max_length must be in 8..8192, got {self.max_length}")
         need(0 <= self.augment < 1, f"augment must be in [0, 1), got {self.augment}")
+        need(0 <= self.text_augment <= 1, f"text_augment must be in [0, 1], got {self.text_augment}",
+             "it is the share of training rows that get a rewritten copy; 0 turns it off")
         need(0 <= self.label_smoothing < 1, f"label_smoothing must be in [0, 1), got {self.label_smoothing}",
              "0.1 is the usual value; 0 turns it off")
         need(0 < self.layer_lr_decay <= 1, f"layer_lr_decay must be in (0, 1], got {self.layer_lr_decay}",

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from .errors import ConfigError, DataError, PluginError
 from .models import DEFAULT_BASE_MODEL
 
 if TYPE_CHECKING:
+    import random
+
     from .data import Dataset
 
 TASK_KINDS = ("classification", "multilabel", "pair", "embedding", "token")
@@ -30,6 +32,9 @@ class TaskSpec:
     ``calibrate_scores`` (classification): the exporter fits a softmax temperature on the run's
     validation split and the bundle's probabilities carry it, for tasks whose scores are used
     as numbers (a sentiment score, a risk level), not only as a ranking.
+    ``text_augmenter(text, rng) -> text``: a label-preserving rewrite of a training text (what the
+    task's texts may look like at serving time, e.g. a feed's ticker tag in front of a headline);
+    training applies it to a ``text_augment`` share of the training rows.  Saved by name only.
     """
 
     name: str
@@ -42,8 +47,11 @@ class TaskSpec:
     columns: dict[str, str | None] = field(default_factory=dict)
     plugin: str = ""
     calibrate_scores: bool = False
+    text_augmenter: Callable[[str, random.Random], str] | None = field(default=None, compare=False)
 
     def __post_init__(self):
+        if self.text_augmenter is not None and not callable(self.text_augmenter):
+            raise ConfigError(f"task {self.name!r}: text_augmenter must be a function (text, rng) -> text")
         if self.calibrate_scores and self.kind != "classification":
             raise ConfigError(f"task {self.name!r}: calibrate_scores is for classification tasks, not {self.kind}")
         if not self.name or not self.name.replace("-", "").replace("_", "").isalnum():
@@ -66,7 +74,10 @@ class TaskSpec:
         return LABEL_KINDS[self.kind]
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        augmenter = self.text_augmenter
+        out = asdict(replace(self, text_augmenter=None))
+        out["text_augmenter"] = f"{augmenter.__module__}:{augmenter.__qualname__}" if augmenter else None
+        return out
 
 
 @dataclass

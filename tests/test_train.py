@@ -513,3 +513,44 @@ def test_a_task_can_mix_sources_each_read_by_the_plugins_loader(tmp_path):
     assert load_task_splits(task, TrainConfig(task="finance-sentiment"), pm)[1].sha256 != before
     with pytest.raises(ConfigError, match="non-empty list of files"):
         TaskSpec(name="t", kind="classification", data_files={"train": []})
+
+
+def test_text_augment_adds_a_rewritten_copy_of_that_share_of_training_rows_per_data_seed():
+    from tuneforge.data import Dataset, Example
+    from tuneforge.tasks import TaskSpec
+    from tuneforge.train.driver import rewrite_training_texts
+
+    def shout(text, rng):
+        return text.upper() + "!"
+
+    task = TaskSpec(name="toy", kind="classification", labels=["a", "b"], text_augmenter=shout)
+    ds = Dataset([Example(f"row {i}", "ab"[i % 2]) for i in range(400)])
+    assert rewrite_training_texts(ds, task, TrainConfig(text_augment=0.0)) is ds
+    every = rewrite_training_texts(ds, task, TrainConfig(text_augment=1.0))
+    assert [e.text for e in every.examples] == [t for i in range(400) for t in (f"row {i}", f"ROW {i}!")]
+    assert [e.label for e in every.examples] == [lab for lab in ds.labels() for _ in range(2)]
+    assert len(ds) == 400 and ds.examples[0].text == "row 0"   # the original set is untouched
+    half = rewrite_training_texts(ds, task, TrainConfig(text_augment=0.5, data_seed=1))
+    copies = [e for e in half.examples if e.text.endswith("!")]
+    assert 150 < len(copies) < 250 and len(half) == 400 + len(copies)
+    assert [e.text for e in half.examples if not e.text.endswith("!")] == ds.texts()   # every original kept
+    same_seed = rewrite_training_texts(ds, task, TrainConfig(text_augment=0.5, data_seed=1))
+    other_seed = rewrite_training_texts(ds, task, TrainConfig(text_augment=0.5, data_seed=2))
+    assert same_seed.texts() == half.texts() and other_seed.texts() != half.texts()
+    assert task.to_dict()["text_augmenter"].endswith(".<locals>.shout")
+    with pytest.raises(ConfigError, match="has no text_augmenter"):
+        rewrite_training_texts(ds, TaskSpec(name="plain", kind="classification"), TrainConfig(text_augment=0.1))
+    with pytest.raises(ConfigError, match="text_augment must be in"):
+        TrainConfig(text_augment=1.5)
+
+
+def test_text_augment_on_a_task_without_an_augmenter_fails_before_a_run_folder_is_written(tmp_path, tiny_encoder_dir,
+                                                                                        data_dir):
+    from click.testing import CliRunner
+
+    from tuneforge.cli import cli
+
+    result = CliRunner().invoke(cli, ["train", "--data", str(data_dir / "cls.csv"), "--base-model", tiny_encoder_dir,
+                                      "--output-dir", str(tmp_path / "runs"), "--set", "text_augment=0.3"])
+    assert result.exit_code != 0 and "has no text_augmenter" in result.output
+    assert not (tmp_path / "runs").exists()

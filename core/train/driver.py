@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import shutil
 import time
 from dataclasses import replace
@@ -83,6 +84,25 @@ def load_task_splits(task: TaskSpec, config: TrainConfig, pm) -> tuple[Dataset, 
     return train, val, test
 
 
+def rewrite_training_texts(ds: Dataset, task: TaskSpec, config: TrainConfig) -> Dataset:
+    """``text_augment`` > 0: each training row, with that probability, gets a copy rewritten by
+    the task's ``text_augmenter`` (label kept) after it; the original stays.  Seeded by the data
+    seed, so each member of a soup sees its own rewrites; validation and test stay as they are."""
+    if config.text_augment == 0:
+        return ds
+    if task.text_augmenter is None:
+        raise ConfigError(f"text_augment = {config.text_augment}, but task {task.name!r} has no text_augmenter",
+                          hint="set text_augment = 0, or register the task with a text_augmenter")
+    seed = config.seed if config.data_seed is None else config.data_seed
+    rng = random.Random(f"text-augment-{seed}")
+    rows = []
+    for ex in ds.examples:
+        rows.append(ex)
+        if rng.random() < config.text_augment:
+            rows.append(replace(ex, text=task.text_augmenter(ex.text, rng)))
+    return replace(ds, examples=rows)
+
+
 def few_shot_subset(ds: Dataset, per_class: int, seed: int) -> Dataset:
     import random
 
@@ -126,6 +146,7 @@ def run_training(task: TaskSpec, config: TrainConfig, pm, *, progress: bool = Tr
 
     t_start = time.perf_counter()
     train_ds, val_ds, test_ds = load_task_splits(task, config, pm)  # validates before anything is written
+    train_ds = rewrite_training_texts(train_ds, task, config)
     labels = LabelMap(task.labels or train_ds.label_names()) if task.kind in (
         "classification", "multilabel", "token") else None
     spec = ModelSpec(kind=task.kind, labels=list(labels.labels) if labels else [],
