@@ -10,6 +10,8 @@ through :class:`Monitor` (``tuneforge.plugins.finance.backtest.replay``), not a 
     python bench/finance_backtest_stream.py --out /tmp/bt4 --replicas 4       # 150 tune events (tenth session)
     python bench/finance_backtest_tune.py --data-dir /tmp/bt4 --bundle B --joint --with-run --run-grid --run-baseline \
         --shortlist 4 --negative-at 0.4 --criterion balanced --min-precision 0 --tune-only
+    python bench/finance_backtest_tune.py --data-dir /tmp/bt4 --bundle B --template-rules \
+        --negative-at 0.3,0.35,0.4,0.45,0.5 --criterion balanced --min-precision 0 --tune-only   # a model's negative_at
 
 Search: each rule alone over its grid (the template's other settings kept), the best by the
 criterion (recall, subject to precision >= --min-precision on ``tune``; ties: lower median delay,
@@ -144,6 +146,9 @@ def main() -> None:
                         "min(precision, recall) (with --min-precision as a floor)")
     p.add_argument("--tune-only", action="store_true",
                    help="do not replay the held-out half (decide first, then look: run again without it)")
+    p.add_argument("--template-rules", action="store_true",
+                   help="no rule search: the template's rules as they are, replayed at each --negative-at (a model's "
+                        "operating point chosen on the tune half, the rules kept)")
     p.add_argument("--out", help="write the JSON result here")
     args = p.parse_args()
     CRITERION["name"] = args.criterion
@@ -157,7 +162,14 @@ def main() -> None:
     log = []
     best = None
     for neg_at in [None if v.strip() == "none" else float(v) for v in args.negative_at.split(",")]:
-        found = search(base, tune, ev_tune, scorer, args, neg_at, log)
+        if args.template_rules:
+            found = (shipped_rules(), run(shipped_rules(), tune, ev_tune, scorer, args.tolerance, neg_at), neg_at)
+            o = found[1].overall
+            log.append({"negative_at": neg_at, "precision": o.precision, "recall": o.recall,
+                        "median_delay_s": o.median_delay_s, "alerts": o.alerts})
+            print(f"negative_at {neg_at}: precision {o.precision} recall {o.recall} alerts {o.alerts}", flush=True)
+        else:
+            found = search(base, tune, ev_tune, scorer, args, neg_at, log)
         if found is not None and (best is None or key(found[1]) > key(best[1])):
             best = found
     if best is None:

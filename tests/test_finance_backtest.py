@@ -198,6 +198,27 @@ def test_tune_script_balanced_tune_only_never_replays_the_held_out_half(tmp_path
     assert [r["kind"] for r in result["rules"]] == ["negative_share"] or result["rules"] == read_template_rules()
 
 
+def test_tune_script_template_rules_only_moves_negative_at(tmp_path):
+    """``--template-rules``: no rule search, the template's rules replayed at each ``--negative-at``;
+    the chosen value is the one with the best min(precision, recall) in its own log."""
+    data = tmp_path / "bt"
+    subprocess.run([sys.executable, str(ROOT / "bench" / "finance_backtest_stream.py"), "--out", str(data),
+                    "--days", "6", "--entities", "3"], check=True, capture_output=True)
+    out = tmp_path / "tuned.json"
+    run = subprocess.run([sys.executable, str(ROOT / "bench" / "finance_backtest_tune.py"), "--data-dir", str(data),
+                          "--scorer", "keywords", "--template-rules", "--negative-at", "0.2,0.5,0.9",
+                          "--criterion", "balanced", "--min-precision", "0", "--tune-only", "--out", str(out)],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    result = json.loads(out.read_text())
+    assert result["rules"] == read_template_rules()
+    assert [g["negative_at"] for g in result["grid"]] == [0.2, 0.5, 0.9]
+    best = max(result["grid"], key=lambda g: min(g["precision"] or 0.0, g["recall"]))
+    o = result["tune"]["overall"]
+    assert min(o["precision"] or 0.0, o["recall"]) == min(best["precision"] or 0.0, best["recall"])
+    assert result["negative_at"] in (0.2, 0.5, 0.9) and result["test"] is None
+
+
 def read_template_rules():
     from tuneforge.storage import read_toml
 

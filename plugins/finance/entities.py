@@ -17,6 +17,24 @@ from tuneforge.errors import ConfigError
 # $AAPL, $BRK.B; not $100 or $5bn (a ticker starts with a letter and is not followed by a digit)
 CASHTAG = re.compile(r"(?<![\w$])\$([A-Za-z][A-Za-z]{0,5}(?:\.[A-Za-z]{1,2})?)(?![\w])")
 TICKER = re.compile(r"^[A-Z][A-Z0-9]{0,5}(?:\.[A-Z]{1,2})?$")
+# a feed's tag in front of a headline: "$AAPL - ...", "$BRK.B: ..."
+LEADING_TAG = re.compile(r"^\$[A-Za-z][A-Za-z]{0,5}(?:\.[A-Za-z]{1,2})?\s*[-:\u2013]\s*")
+_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def ticker_tag(text: str, rng) -> str:
+    """``$XYZ - <text>`` with a random ticker of 2 - 5 letters, the way a feed tags a headline with
+    its company; a text that already starts with a tag gets a random ticker in its place.
+
+    The finance task's ``text_augmenter``: which name a feed puts in front says nothing about the
+    sentiment, so the model should not learn one from it (``text_augment`` in training).
+
+    >>> import random
+    >>> ticker_tag("$AAPL - Apple cut to sell", random.Random(0))
+    '$YNBIQ - Apple cut to sell'
+    """
+    ticker = "".join(rng.choice(_LETTERS) for _ in range(rng.randint(2, 5)))
+    return f"${ticker} - {LEADING_TAG.sub('', text, count=1)}"
 
 
 @dataclass
