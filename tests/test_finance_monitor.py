@@ -47,6 +47,24 @@ def test_cashtags_and_watchlist_aliases():
         Watchlist.from_config({"companies": [{"ticker": "A", "alias": ["x"]}]})
 
 
+def test_ticker_tag_puts_one_random_ticker_in_front_and_replaces_a_tag_already_there():
+    import random
+
+    from tuneforge.plugins import finance
+    from tuneforge.plugins.finance.entities import ticker_tag
+
+    rng = random.Random(3)
+    tagged = [ticker_tag("Shares fall after $ACME misses", rng) for _ in range(200)]
+    fronts = [extract_entities(t)[0] for t in tagged]
+    assert all(t.endswith(" - Shares fall after $ACME misses") for t in tagged)
+    assert all(2 <= len(f) <= 5 and f.isalpha() and f.isupper() for f in fronts) and len(set(fronts)) > 150
+    swapped = ticker_tag("$BRK.B: Berkshire holds", rng)
+    assert swapped.endswith(" - Berkshire holds") and "BRK" not in swapped and len(extract_entities(swapped)) == 1
+    got = []   # the task carries it; the default recipe adds a tagged copy of half its rows
+    finance.tuneforge_register_tasks(register=got.append)
+    assert got[0].text_augmenter is ticker_tag and got[0].train_defaults["text_augment"] == 0.5
+
+
 def test_finance_postprocess_adds_sentiment_and_entities():
     from tuneforge.plugins.finance import tuneforge_postprocess
     from tuneforge.runtime import Prediction
