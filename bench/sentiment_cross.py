@@ -17,7 +17,9 @@ Sources (label maps aligned to negative / neutral / positive):
   set.
 
 Every run: ``tuneforge train --task finance-sentiment --data <src>-train.csv --validation
-<src>-valid.csv --test <src>-test.csv`` (the CLI, niced), then its model (PyTorch, in process)
+<src>-valid.csv --test <src>-test.csv`` (the CLI, niced; the task's defaults apply, so since the
+eleventh session a ticker-tagged copy of half the rows too: ``--set text_augment=0`` gives the
+earlier sessions' tables), then its model (PyTorch, in process)
 scores every test set: accuracy, macro-F1, and the probabilities behind the continuous score
 p(pos) - p(neg): NLL and expected calibration error (ECE, 10 bins, of the top label) before and after
 a temperature fitted on the run's own validation split (``tuneforge.temperature``,

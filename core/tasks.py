@@ -34,7 +34,7 @@ class TaskSpec:
     as numbers (a sentiment score, a risk level), not only as a ranking.
     ``text_augmenter(text, rng) -> text``: a label-preserving rewrite of a training text (what the
     task's texts may look like at serving time, e.g. a feed's ticker tag in front of a headline);
-    training applies it to a ``text_augment`` share of the training rows.  Saved by name only.
+    training adds a rewritten copy of a ``text_augment`` share of the training rows.  Saved by name only.
     """
 
     name: str
