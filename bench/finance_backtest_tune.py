@@ -163,7 +163,8 @@ def main() -> None:
     best = None
     for neg_at in [None if v.strip() == "none" else float(v) for v in args.negative_at.split(",")]:
         if args.template_rules:
-            found = (shipped_rules(), run(shipped_rules(), tune, ev_tune, scorer, args.tolerance, neg_at), neg_at)
+            rules = shipped_rules()
+            found = (rules, run(rules, tune, ev_tune, scorer, args.tolerance, neg_at), neg_at)
             o = found[1].overall
             log.append({"negative_at": neg_at, "precision": o.precision, "recall": o.recall,
                         "median_delay_s": o.median_delay_s, "alerts": o.alerts})

@@ -237,3 +237,21 @@ def test_backtest_without_config_reads_the_stream_the_way_the_template_does():
     assert cfg.model.negative_at == template["model"]["negative_at"] is not None
     assert [r.name for r in cfg.rules] == [r["name"] for r in template["rules"]]
     assert "negative_run" in [r.kind for r in cfg.rules] and not cfg.watchlist.companies
+
+
+def test_sentiment_posts_stream_form_scores_headlines_as_the_stream_shows_them(monkeypatch):
+    """``bench/sentiment_posts.py --stream-form``: links and cashtags removed as the stream's generator
+    removes them, short texts left out with their gold rows, and ``tagged`` puts the stream's tag in front."""
+    import numpy as np
+
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    from finance_backtest_stream import ENTITIES
+    from sentiment_posts import as_stream
+
+    texts = ["$TSLA Tesla recalls 2m cars over autopilot https://t.co/x", "too short", "Shares of Acme jump after results"]
+    gold, labels = np.array([-1.0, 0.0, 1.0]), ["negative", "neutral", "positive"]
+    bare, g, lab = as_stream(texts, gold, labels, tagged=False)
+    assert all("$" not in t and "http" not in t and len(t) >= 20 for t in bare) and len(bare) == 2
+    assert g.tolist() == [-1.0, 1.0] and lab == ["negative", "positive"]
+    tagged, _, _ = as_stream(texts, gold, None, tagged=True)
+    assert tagged == [f"${ENTITIES[0]} - {bare[0]}", f"${ENTITIES[1]} - {bare[1]}"]

@@ -10,16 +10,17 @@ Pure standard library (``re``): used on the monitor's hot path for every item.
 from __future__ import annotations
 
 import re
+import string
 from dataclasses import asdict, dataclass, field
 
 from tuneforge.errors import ConfigError
 
+_CASHTAG_NAME = r"[A-Za-z][A-Za-z]{0,5}(?:\.[A-Za-z]{1,2})?"
 # $AAPL, $BRK.B; not $100 or $5bn (a ticker starts with a letter and is not followed by a digit)
-CASHTAG = re.compile(r"(?<![\w$])\$([A-Za-z][A-Za-z]{0,5}(?:\.[A-Za-z]{1,2})?)(?![\w])")
+CASHTAG = re.compile(r"(?<![\w$])\$(" + _CASHTAG_NAME + r")(?![\w])")
 TICKER = re.compile(r"^[A-Z][A-Z0-9]{0,5}(?:\.[A-Z]{1,2})?$")
 # a feed's tag in front of a headline: "$AAPL - ...", "$BRK.B: ..."
-LEADING_TAG = re.compile(r"^\$[A-Za-z][A-Za-z]{0,5}(?:\.[A-Za-z]{1,2})?\s*[-:\u2013]\s*")
-_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+LEADING_TAG = re.compile(r"^\$" + _CASHTAG_NAME + r"\s*[-:\u2013]\s*")
 
 
 def ticker_tag(text: str, rng) -> str:
@@ -33,7 +34,7 @@ def ticker_tag(text: str, rng) -> str:
     >>> ticker_tag("$AAPL - Apple cut to sell", random.Random(0))
     '$YNBIQ - Apple cut to sell'
     """
-    ticker = "".join(rng.choice(_LETTERS) for _ in range(rng.randint(2, 5)))
+    ticker = "".join(rng.choice(string.ascii_uppercase) for _ in range(rng.randint(2, 5)))
     return f"${ticker} - {LEADING_TAG.sub('', text, count=1)}"
 
 
