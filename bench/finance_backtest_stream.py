@@ -4,6 +4,7 @@ events of known entity and size, noise bursts that are not events, calm stretche
     python bench/finance_backtest_stream.py                    # writes plugins/finance/data/backtest/
     python bench/finance_backtest_stream.py --out /tmp/bt --days 10 --seed 7
     python bench/finance_backtest_stream.py --out /tmp/bt4 --replicas 4     # a 5x larger tune half
+    python bench/finance_backtest_stream.py --out /tmp/fresh --only-replicas 5-12   # 240 events kept out of it
 
 ``--replicas N``: the ``tune`` file gets N more copies of the tune half's *structure* drawn afresh
 (other seeds: rates, events, noise, times) from the *same* tune headline pool, each on its own
@@ -170,9 +171,21 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=16)
     parser.add_argument("--replicas", type=int, default=0,
                         help="add this many re-drawn copies of the tune half (same headline pool, own entities)")
+    parser.add_argument("--only-replicas", metavar="A-B",
+                        help="the tune file holds copies A..B alone (not the tune half itself): events kept out of a "
+                             "search, e.g. 5-12 beside a search on --replicas 4")
     args = parser.parse_args()
     if not 0 <= args.replicas <= 25:
         parser.error("--replicas must be between 0 and 25")
+    copies = range(1, args.replicas + 1)
+    if args.only_replicas:
+        try:
+            first, last = (int(v) for v in args.only_replicas.split("-"))
+        except ValueError:
+            parser.error(f"--only-replicas takes A-B (two numbers), got {args.only_replicas!r}")
+        if not 1 <= first <= last <= 25:
+            parser.error("--only-replicas: need 1 <= A <= B <= 25")
+        copies = range(first, last + 1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     split = pools(args.seed)
@@ -181,7 +194,9 @@ def main() -> None:
         rows, events, noise = make_half(half, split[half], days=args.days, entities=ENTITIES[:args.entities],
                                         seed=args.seed * 100 + offset)
         if half == "tune":
-            for k in range(1, args.replicas + 1):
+            if args.only_replicas:
+                rows, events, noise = [], [], []
+            for k in copies:
                 suffix = chr(ord("A") + k)
                 more = make_half(half, split[half], days=args.days, seed=args.seed * 100 + offset + 1000 * k,
                                  entities=[e + suffix for e in ENTITIES[:args.entities]], tag=suffix)

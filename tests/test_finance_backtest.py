@@ -174,6 +174,22 @@ def test_stream_replicas_enlarge_the_tune_half_only_from_its_own_headlines(tmp_p
     assert len(rows) > 2.5 * len(original)
 
 
+def test_stream_only_replicas_holds_those_copies_alone_the_same_as_inside_a_larger_stream(tmp_path):
+    """``--only-replicas 2-3``: the tune file holds copies 2 and 3 only (events kept out of a search on
+    ``--replicas 1``), each exactly as ``--replicas 3`` draws it; the held-out half is unchanged."""
+    stream = [sys.executable, str(ROOT / "bench" / "finance_backtest_stream.py"), "--days", "6", "--entities", "3"]
+    subprocess.run([*stream, "--out", str(tmp_path / "all"), "--replicas", "3"], check=True, capture_output=True)
+    subprocess.run([*stream, "--out", str(tmp_path / "kept"), "--only-replicas", "2-3"], check=True, capture_output=True)
+    kept = read_events(tmp_path / "kept" / "tune-events.jsonl")
+    assert {e.entity[-1] for e in kept} == {"C", "D"} and len(kept) == 2 * 3 * 3
+    every = [json.loads(line) for line in (tmp_path / "all" / "tune.jsonl").read_text().splitlines()]
+    assert [json.loads(line) for line in (tmp_path / "kept" / "tune.jsonl").read_text().splitlines()] == [
+        r for r in every if r["id"][2] in "CD"]
+    assert filecmp.cmp(tmp_path / "all" / "test.jsonl", tmp_path / "kept" / "test.jsonl", shallow=False)
+    bad = subprocess.run([*stream, "--out", str(tmp_path / "bad"), "--only-replicas", "3-2"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "A <= B" in bad.stderr
+
+
 def test_tune_script_balanced_tune_only_never_replays_the_held_out_half(tmp_path):
     """``--tune-only`` chooses on the tune half and leaves the held-out half unread (a choice can be
     written down before it is looked at); ``--criterion balanced`` keeps the set with the highest
