@@ -5,11 +5,15 @@ events of known entity and size, noise bursts that are not events, calm stretche
     python bench/finance_backtest_stream.py --out /tmp/bt --days 10 --seed 7
     python bench/finance_backtest_stream.py --out /tmp/bt4 --replicas 4     # a 5x larger tune half
     python bench/finance_backtest_stream.py --out /tmp/fresh --only-replicas 5-12   # 240 events kept out of it
+    python bench/finance_backtest_stream.py --out /tmp/held --only-replicas 1-10 --replica-half test  # 300 held out
 
 ``--replicas N``: the ``tune`` file gets N more copies of the tune half's *structure* drawn afresh
 (other seeds: rates, events, noise, times) from the *same* tune headline pool, each on its own
 entities (``ACME`` -> ``ACMEB``, ``ACMEC``, ...), merged in time order: 30 x (N + 1) labelled events to
 choose rule settings on, so a choice rests on more than 30 events.  The ``test`` half is unchanged.
+``--replica-half test`` draws the copies of the *test* half instead (its own headline pool and seeds,
+never one a tune copy uses): with ``--only-replicas A-B``, a held-out set many times larger than the
+shipped 30 events, to report on after every choice is made (``bench/finance_backtest_halves.py``).
 
 Headlines: the Twitter financial news validation set bundled with the plugin
 (``plugins/finance/data/valid.csv``, MIT, zeroshot 2022) -- not the training file, so a model trained
@@ -174,6 +178,9 @@ def main() -> None:
     parser.add_argument("--only-replicas", metavar="A-B",
                         help="the tune file holds copies A..B alone (not the tune half itself): events kept out of a "
                              "search, e.g. 5-12 beside a search on --replicas 4")
+    parser.add_argument("--replica-half", choices=sorted(HALVES), default="tune",
+                        help="the half whose structure and headline pool the copies are drawn from (its file holds "
+                             "them; default tune)")
     args = parser.parse_args()
     if not 0 <= args.replicas <= 25:
         parser.error("--replicas must be between 0 and 25")
@@ -193,7 +200,7 @@ def main() -> None:
     for half, (_, offset) in HALVES.items():
         rows, events, noise = make_half(half, split[half], days=args.days, entities=ENTITIES[:args.entities],
                                         seed=args.seed * 100 + offset)
-        if half == "tune":
+        if half == args.replica_half:
             if args.only_replicas:
                 rows, events, noise = [], [], []
             for k in copies:

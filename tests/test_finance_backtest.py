@@ -271,3 +271,63 @@ def test_sentiment_posts_stream_form_scores_headlines_as_the_stream_shows_them(m
     assert g.tolist() == [-1.0, 1.0] and lab == ["negative", "positive"]
     tagged, _, _ = as_stream(texts, gold, None, tagged=True)
     assert tagged == [f"${ENTITIES[0]} - {bare[0]}", f"${ENTITIES[1]} - {bare[1]}"]
+
+
+def test_stream_replica_half_test_draws_held_out_copies_from_the_test_pool_only(tmp_path):
+    """``--replica-half test --only-replicas 1-2``: the test file holds two re-drawn copies of the test
+    half (its own headline pool, seeds no tune copy uses); the tune half stays the default one."""
+    stream = [sys.executable, str(ROOT / "bench" / "finance_backtest_stream.py"), "--days", "6", "--entities", "3"]
+    subprocess.run([*stream, "--out", str(tmp_path / "plain")], check=True, capture_output=True)
+    subprocess.run([*stream, "--out", str(tmp_path / "held"), "--only-replicas", "1-2", "--replica-half", "test"],
+                   check=True, capture_output=True)
+    subprocess.run([*stream, "--out", str(tmp_path / "tune"), "--only-replicas", "1-2"], check=True, capture_output=True)
+    held = read_events(tmp_path / "held" / "test-events.jsonl")
+    assert {e.entity[-1] for e in held} == {"B", "C"} and len(held) == 2 * 3 * 3
+    for name in ("tune.jsonl", "tune-events.jsonl"):
+        assert filecmp.cmp(tmp_path / "plain" / name, tmp_path / "held" / name, shallow=False)
+
+    def texts(path):
+        return {json.loads(line)["text"].split(" - ", 1)[1] for line in path.read_text().splitlines()}
+
+    held_texts = texts(tmp_path / "held" / "test.jsonl")
+    assert held_texts <= texts(tmp_path / "plain" / "test.jsonl") | _test_pool()    # the test pool only
+    assert not held_texts & texts(tmp_path / "tune" / "tune.jsonl")
+    tune_copies = read_events(tmp_path / "tune" / "tune-events.jsonl")
+    assert [e.start for e in held] != [e.start for e in tune_copies]                 # other seeds
+
+
+def _test_pool() -> set[str]:
+    sys.path.insert(0, str(ROOT / "bench"))
+    from finance_backtest_stream import pools
+
+    return {t for texts in pools(16)["test"].values() for t in texts}
+
+
+def test_halves_script_scores_each_copy_alone_and_counts_the_halves_that_pass(tmp_path):
+    """``bench/finance_backtest_halves.py``: one replay, each half's alerts and events scored apart; the
+    pooled counts are the sums of the halves' and the pass count applies the target to both numbers."""
+    data = tmp_path / "bt"
+    subprocess.run([sys.executable, str(ROOT / "bench" / "finance_backtest_stream.py"), "--out", str(data),
+                    "--days", "6", "--entities", "3", "--replicas", "2"], check=True, capture_output=True)
+    out = tmp_path / "halves.json"
+    run = subprocess.run([sys.executable, str(ROOT / "bench" / "finance_backtest_halves.py"), "--data-dir", str(data),
+                          "--scorer", "gold", "--out", str(out)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    result = json.loads(out.read_text())
+    halves, s = result["halves"], result["summary"]
+    assert sorted(halves) == ["-", "B", "C"] and all(h["events"] == 9 for h in halves.values())
+    assert s["events"] == 27 and s["alerts"] == sum(h["alerts"] for h in halves.values())
+    whole = run_backtest_json(data)
+    assert s["alerts"] == whole["overall"]["alerts"] and s["recall"] == pytest.approx(whole["overall"]["recall"], abs=1e-3)
+    passed = [t for t, h in halves.items() if (h["precision"] or 0) >= 0.9 and h["recall"] >= 0.9]
+    assert s["passed"] == len(passed) and s["pass_rate"] == round(len(passed) / 3, 3)
+    assert "halves with both >= 0.9" in run.stdout
+
+
+def run_backtest_json(data: Path) -> dict:
+    from tuneforge.cli import cli
+
+    res = CliRunner().invoke(cli, ["finance", "backtest", "--stream", str(data / "tune.jsonl"), "--events",
+                                    str(data / "tune-events.jsonl"), "--scorer", "gold", "--json"])
+    assert res.exit_code == 0, res.output
+    return json.loads(res.output)
