@@ -38,21 +38,27 @@ from tuneforge.plugins.finance.backtest import default_config, evaluate, make_sc
 
 def half_of(entity: str) -> str:
     """The replica tag of a benchmark entity: '' for the half itself, 'B', 'C', ... for its copies."""
-    for base in sorted(ENTITIES, key=len, reverse=True):
+    for base in ENTITIES:
         if entity.startswith(base):
             return entity[len(base):]
     raise ValueError(f"{entity!r} is not a benchmark entity (one of {', '.join(ENTITIES)} plus a suffix)")
 
 
 def per_half(rep, events, tolerance: float) -> dict[str, dict]:
-    """Each half scored alone: only its entities' alerts, events and series."""
+    """Each half scored alone: only its entities' alerts, events and series (``*`` and topic alerts,
+    which :func:`evaluate` leaves unscored anyway, are dropped)."""
+    by_half: dict[str, tuple[list, list, dict]] = {}
+    for e in events:
+        by_half.setdefault(half_of(e.entity), ([], [], {}))[0].append(e)
+    for a in rep.alerts:
+        if a["key"] != "*" and not a["key"].startswith("topic:") and half_of(a["key"]) in by_half:
+            by_half[half_of(a["key"])][1].append(a)
+    for key, series in rep.series.items():
+        if half_of(key) in by_half:
+            by_half[half_of(key)][2][key] = series
     out = {}
-    for tag in sorted({half_of(e.entity) for e in events}):
-        mine = [e for e in events if half_of(e.entity) == tag]
-        sub = dataclasses.replace(rep, alerts=[a for a in rep.alerts if a["key"] != "*" and not a["key"].startswith(
-            "topic:") and half_of(a["key"]) == tag], series={k: v for k, v in rep.series.items() if half_of(k) == tag},
-            suppressed={})
-        o = evaluate(sub, mine, tolerance).overall
+    for tag, (mine, alerts, series) in sorted(by_half.items()):
+        o = evaluate(dataclasses.replace(rep, alerts=alerts, series=series, suppressed={}), mine, tolerance).overall
         out[tag or "-"] = {"events": len(mine), "alerts": o.alerts, "matched": o.matched, "detected": o.detected,
                            "precision": o.precision, "recall": o.recall, "median_delay_s": o.median_delay_s}
     return out
