@@ -95,6 +95,8 @@ def main() -> None:
     args = p.parse_args()
     data = Path(args.data_dir)
     stream, events = data / f"{args.half}.jsonl", read_events(data / f"{args.half}-events.jsonl")
+    if not events:
+        p.error(f"{data / f'{args.half}-events.jsonl'} holds no labelled events: nothing to score per half")
     config = default_config(args.config)
     scorer = make_scorer(args.scorer, args.bundle, args.variant, threads=args.threads)
     t0 = time.perf_counter()
